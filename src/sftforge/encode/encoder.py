@@ -161,9 +161,12 @@ class Encoder:
         for p in plans:
             out.append(next(it) if isinstance(p, _Plan) else p)
         if self.max_length is not None:
-            out = [self._fit(enc, p) if isinstance(p, _Plan) else enc for enc, p in zip(out, plans)]
+            out = [
+                self._fit(enc, p) if isinstance(p, _Plan) else enc
+                for enc, p in zip(out, plans, strict=True)
+            ]
         if report is not None:
-            for enc, p in zip(out, plans):
+            for enc, p in zip(out, plans, strict=True):
                 self._count(report, enc, p if isinstance(p, _Plan) else None)
         return out
 
@@ -240,7 +243,7 @@ class Encoder:
         """
         out: list[list[int] | None] = [None] * len(texts)
         pending = list(range(len(texts)))
-        for a, (anchor, anchor_ids) in enumerate(zip(_ANCHORS, self._anchor_ids)):
+        for a, (anchor, anchor_ids) in enumerate(zip(_ANCHORS, self._anchor_ids, strict=True)):
             if not pending:
                 break
             n = len(anchor_ids)
@@ -249,14 +252,14 @@ class Encoder:
             else:
                 encoded = self._tokenize([anchor + texts[i] for i in pending])
             still = []
-            for i, ids in zip(pending, encoded):
+            for i, ids in zip(pending, encoded, strict=True):
                 if ids[:n] == anchor_ids:
                     out[i] = ids[n:]
                 else:
                     still.append(i)
             pending = still
         if pending:  # no anchor stayed separate: tokenize on its own
-            for i, ids in zip(pending, self._tokenize([texts[i] for i in pending])):
+            for i, ids in zip(pending, self._tokenize([texts[i] for i in pending]), strict=True):
                 out[i] = ids
         return [ids if ids is not None else [] for ids in out]
 

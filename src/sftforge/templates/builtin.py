@@ -58,7 +58,7 @@ ALPACA = Template(
 
 LLAMA2 = Template(
     name="llama2",
-    summary="Meta Llama-2 chat: [INST] ... [/INST], <<SYS>> in the first turn, <s>...</s> per pair.",
+    summary="Meta Llama-2 chat: [INST] ... [/INST], <<SYS>> in turn 1, <s>...</s> per pair.",
     source="meta-llama/llama generation.py chat_completion; HF Llama-2-chat chat_template",
     notes=(
         "No default system prompt (Meta removed it on 2023-08-04); pass the old one "

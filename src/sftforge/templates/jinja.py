@@ -43,7 +43,7 @@ class _GenerationTag(Extension):
     Rendering ignores them: our masks come from segments, not from these markers.
     """
 
-    tags = {"generation"}
+    tags = frozenset({"generation"})
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -186,7 +186,7 @@ class JinjaChatTemplate(ChatTemplate):
             conv.validate(for_training=not add_generation_prompt)
         msgs = [m.to_dict() for m in conv.messages]
         keeps_input = "'input'" in self.source  # templates exported by sftforge use it
-        for m, message in zip(msgs, conv.messages):
+        for m, message in zip(msgs, conv.messages, strict=True):
             m.pop("train", None)  # our own key, not part of the jinja message schema
             if message.input and not keeps_input:
                 m["content"] = message.content_with_input
@@ -301,8 +301,10 @@ def to_hf_chat_template(template: Template) -> str:
         add("{% set ns = namespace(pending='', seen_user=false, prev_answer=false) %}")
     else:
         add("{% set ns = namespace(pending=system, seen_user=false, prev_answer=false) %}")
-    cont_active = bool(t.continuation_marker) and not t.after_turn and (
-        t.end_of_turn_mid == "" or (t.end_of_turn_mid is None and t.end_of_turn == "")
+    cont_active = (
+        bool(t.continuation_marker)
+        and not t.after_turn
+        and (t.end_of_turn_mid == "" or (t.end_of_turn_mid is None and t.end_of_turn == ""))
     )
     add("{% for message in loop_messages %}")
     # -- user
@@ -325,8 +327,13 @@ def to_hf_chat_template(template: Template) -> str:
         if cont_active:
             marker = t.continuation_marker or ""
             code += (
-                "{% if ns.prev_answer %}{% generation %}" + expr(marker) + "{% endgeneration %}"
-                + expr(before[len(marker) :]) + "{% else %}" + expr(before) + "{% endif %}"
+                "{% if ns.prev_answer %}{% generation %}"
+                + expr(marker)
+                + "{% endgeneration %}"
+                + expr(before[len(marker) :])
+                + "{% else %}"
+                + expr(before)
+                + "{% endif %}"
             )
         else:
             code += expr(before)

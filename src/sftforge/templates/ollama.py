@@ -54,8 +54,11 @@ def to_ollama_template(template: Template) -> str:
     if t.turn_separator:
         out.append("{{ if gt $i 0 }}" + _go(t.turn_separator, bos=bos, eos=eos) + "{{ end }}")
     out.append(
-        "{{ if eq $i 0 }}" + _go(first_user_before, bos=bos, eos=eos) + "{{ else }}"
-        + _go(user_before, bos=bos, eos=eos) + "{{ end }}"
+        "{{ if eq $i 0 }}"
+        + _go(first_user_before, bos=bos, eos=eos)
+        + "{{ else }}"
+        + _go(user_before, bos=bos, eos=eos)
+        + "{{ end }}"
     )
     if t.system_format is None:
         merge_before, merge_after = split_format(
@@ -79,8 +82,12 @@ def to_ollama_template(template: Template) -> str:
     out.append(content + _go(after, bos=bos, eos=eos))
     mid = t.end_of_turn if t.end_of_turn_mid is None else t.end_of_turn_mid
     out.append(
-        "{{ if $last }}" + _go(t.end_of_turn, bos=bos, eos=eos) + "{{ else }}"
-        + _go(mid, bos=bos, eos=eos) + "{{ end }}" + _go(t.after_turn, bos=bos, eos=eos)
+        "{{ if $last }}"
+        + _go(t.end_of_turn, bos=bos, eos=eos)
+        + "{{ else }}"
+        + _go(mid, bos=bos, eos=eos)
+        + "{{ end }}"
+        + _go(t.after_turn, bos=bos, eos=eos)
     )
     out.append("{{- end }}{{- end }}")
     return "".join(out)

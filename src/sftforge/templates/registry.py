@@ -33,7 +33,9 @@ def get_template(name: str, tokenizer: Any | None = None) -> ChatTemplate:
         from sftforge.templates.jinja import JinjaChatTemplate
 
         if tokenizer is None:
-            raise TemplateError("template 'hf' uses the tokenizer's chat_template: pass a tokenizer")
+            raise TemplateError(
+                "template 'hf' uses the tokenizer's chat_template: give a tokenizer"
+            )
         return JinjaChatTemplate.from_tokenizer(tokenizer)
     try:
         return _REGISTRY[name]
