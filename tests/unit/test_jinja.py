@@ -134,7 +134,7 @@ def test_ollama_modelfile(template):
     for stop in template.stop_strings():
         assert f"PARAMETER stop {stop!r}".replace("'", '"') in modelfile or stop in modelfile
     body = modelfile.split('"""')[1]
-    opens = len(re.findall(r"\{\{-? ?(if|range)\b", body))
+    opens = len(re.findall(r"\{\{ ?(if|range)\b", body))
     ends = len(re.findall(r"\{\{-? ?end ?\}\}", body))
     assert opens == ends, "unbalanced Go template blocks"
     assert "{{ .Content }}" in body

@@ -211,3 +211,14 @@ def test_plain_text_documents_render_without_chat_markup():
     assert get_template("alpaca").render(doc) == "<s>Some web text.</s>"
     assert get_template("chatml").render(doc) == "Some web text.<|im_end|>"
     assert isinstance(get_template("chatml"), Template)
+
+
+def test_docs_are_in_sync_with_the_registry():
+    from pathlib import Path
+
+    from sftforge.templates.docs import render_docs
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "templates.md"
+    assert docs.read_text(encoding="utf-8") == render_docs(), (
+        "docs/templates.md is stale: python -m sftforge.templates.docs > docs/templates.md"
+    )

@@ -41,16 +41,16 @@ def to_ollama_template(template: Template) -> str:
     out = [_go(t.prefix.replace("{bos}", ""), bos=bos, eos=eos)]
     if t.system_format is not None:
         before, after = split_format(t.system_format, "{system}")
-        out.append("{{- if .System }}" + _go(before, bos=bos, eos=eos) + "{{ .System }}")
+        out.append("{{ if .System }}" + _go(before, bos=bos, eos=eos) + "{{ .System }}")
         out.append(_go(after, bos=bos, eos=eos) + "{{ end }}")
-    out.append("{{- range $i, $_ := .Messages }}")
-    out.append("{{- $last := eq (len (slice $.Messages $i)) 1 }}")
+    out.append("{{ range $i, $_ := .Messages }}")
+    out.append("{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     # user
     user_before, user_after = split_format(t.user_format)
     first_user_before = user_before
     if user_before.startswith("{bos}"):
         first_user_before = user_before[len("{bos}") :]
-    out.append('{{- if eq .Role "user" }}')
+    out.append('{{ if eq .Role "user" }}')
     if t.turn_separator:
         out.append("{{ if gt $i 0 }}" + _go(t.turn_separator, bos=bos, eos=eos) + "{{ end }}")
     out.append(
@@ -73,12 +73,12 @@ def to_ollama_template(template: Template) -> str:
     # tool
     if t.tool_format is not None:
         before, after = split_format(t.tool_format)
-        out.append('{{- else if eq .Role "tool" }}' + _go(before, bos=bos, eos=eos))
+        out.append('{{ else if eq .Role "tool" }}' + _go(before, bos=bos, eos=eos))
         out.append(content + _go(after, bos=bos, eos=eos))
         out.append("{{ if $last }}" + _go(t.assistant_header, bos=bos, eos=eos) + "{{ end }}")
     # assistant
     before, after = split_format(t.assistant_format)
-    out.append('{{- else if eq .Role "assistant" }}' + _go(before, bos=bos, eos=eos))
+    out.append('{{ else if eq .Role "assistant" }}' + _go(before, bos=bos, eos=eos))
     out.append(content + _go(after, bos=bos, eos=eos))
     mid = t.end_of_turn if t.end_of_turn_mid is None else t.end_of_turn_mid
     out.append(
@@ -89,7 +89,7 @@ def to_ollama_template(template: Template) -> str:
         + "{{ end }}"
         + _go(t.after_turn, bos=bos, eos=eos)
     )
-    out.append("{{- end }}{{- end }}")
+    out.append("{{ end }}{{ end }}")
     return "".join(out)
 
 
