@@ -122,7 +122,7 @@ def _encode_file(args: argparse.Namespace, tokenizer: Any, template: Any, limit:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from sftforge.conversation_io import read_conversations
-    from sftforge.encode import EncodeReport, Encoder
+    from sftforge.encode import Encoder, EncodeReport
 
     encoder = Encoder(template, tokenizer, max_length=args.max_length, policy=args.policy)
     report = EncodeReport()

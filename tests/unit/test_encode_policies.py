@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sftforge import Conversation, get_template
-from sftforge.encode import IGNORE_INDEX, EncodeReport, Encoder, encode
+from sftforge.encode import IGNORE_INDEX, Encoder, EncodeReport, encode
 
 SYSTEM = {"role": "system", "content": "You are a concise assistant."}
 
