@@ -149,3 +149,13 @@ def test_report_counts_reconcile_and_summarise(smollm2_tokenizer):
     text = report.summary()
     assert "dropped (too_long)" in text and "dropped (invalid_conversation)" in text
     assert report.to_dict()["reconciles"] is True
+
+
+def test_mismatched_template_and_tokenizer_warns(smollm2_tokenizer):
+    from sftforge.encode import TemplateMismatchWarning, template_tokenizer_problems
+
+    assert template_tokenizer_problems(get_template("chatml"), smollm2_tokenizer) == []
+    problems = template_tokenizer_problems(get_template("llama3"), smollm2_tokenizer)
+    assert problems and "<|eot_id|>" in problems[0]
+    with pytest.warns(TemplateMismatchWarning, match="eot_id"):
+        Encoder(get_template("llama3"), smollm2_tokenizer)

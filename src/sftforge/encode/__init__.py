@@ -5,8 +5,10 @@ from sftforge.encode.encoder import (
     POLICIES,
     Encoded,
     Encoder,
+    TemplateMismatchWarning,
     TrainedSpan,
     encode,
+    template_tokenizer_problems,
 )
 from sftforge.encode.report import EncodeReport
 
@@ -16,6 +18,8 @@ __all__ = [
     "EncodeReport",
     "Encoded",
     "Encoder",
+    "TemplateMismatchWarning",
     "TrainedSpan",
     "encode",
+    "template_tokenizer_problems",
 ]

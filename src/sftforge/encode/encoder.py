@@ -25,6 +25,7 @@ dropped with a counted reason.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,8 @@ class Encoder:
             self._backend, "encode_batch", None
         )
         self._anchor_ids = [self._tokenize([a])[0] for a in _ANCHORS]
+        for problem in template_tokenizer_problems(template, tokenizer):
+            warnings.warn(problem, TemplateMismatchWarning, stacklevel=2)
 
     # -- public API ------------------------------------------------------------------------
     def encode(self, conversation: ConversationLike) -> Encoded:
@@ -406,6 +409,34 @@ class Encoder:
             report.end_markers_trained += sum(1 for s in trained if s.has_end_marker)
         report.tokens += len(enc.input_ids)
         report.trained_tokens += enc.num_trained
+
+
+class TemplateMismatchWarning(UserWarning):
+    """The template's markers are not special tokens of this tokenizer."""
+
+
+def template_tokenizer_problems(template: ChatTemplate, tokenizer: Any) -> list[str]:
+    """Why this template and tokenizer are a poor pair (empty when they fit).
+
+    A template whose end-of-turn marker is plain text to the tokenizer (Llama-3's
+    ``<|eot_id|>`` with a ChatML tokenizer, say) teaches the model to spell the marker
+    piece by piece; generation then rarely stops on it, and later prompts may tokenize
+    it differently (such turns are left untrained and counted).
+    """
+    special = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    added = getattr(tokenizer, "get_added_vocab", None)
+    if callable(added):
+        special |= set(added())
+    problems = []
+    stops = template.stop_strings(tokenizer)
+    marker = stops[0] if stops else ""
+    if marker.startswith("<") and marker.endswith(">") and marker not in special:
+        problems.append(
+            f"template {template.name!r}: end-of-turn marker {marker!r} is not a special token "
+            f"of this tokenizer; use the model's own template ('hf') or one whose markers the "
+            "tokenizer knows"
+        )
+    return problems
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
