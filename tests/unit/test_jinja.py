@@ -140,3 +140,29 @@ def test_ollama_modelfile(template):
     assert "{{ .Content }}" in body
     if template.default_system:
         assert f'SYSTEM """{template.default_system}"""' in modelfile
+
+
+@pytest.mark.parametrize("template", BUILTIN_TEMPLATES, ids=lambda t: t.name)
+def test_ollama_template_executes_like_render(template):
+    """Run the exported Go template (tiny evaluator) and compare with render().
+
+    Ollama's llama.cpp adds BOS itself, so the rendered text is compared without the
+    template's leading BOS; the system prompt in effect is passed as .System, as the
+    Modelfile's SYSTEM default or a request's system message would be.
+    """
+    from sftforge.templates.ollama import to_ollama_template
+
+    from .gotemplate import render_go
+
+    body = to_ollama_template(template)
+    for conv, gen in _cases(template):
+        unstripped = any(m["content"] != m["content"].strip() for m in conv)
+        if any(m.get("input") for m in conv) or (template.strip_content and unstripped):
+            continue  # Ollama messages have no input field; Go templates cannot trim
+        system = conv[0]["content"] if conv and conv[0]["role"] == "system" else None
+        messages = [m for m in conv if m["role"] != "system"]
+        expected = template.render(conv, add_generation_prompt=gen)
+        if template.prefix == "{bos}" or template.user_format.startswith("{bos}"):
+            expected = expected.removeprefix(template.bos_token)
+        effective = system if system is not None else (template.default_system or "")
+        assert render_go(body, effective, messages) == expected, (template.name, conv, gen)

@@ -37,13 +37,17 @@ def to_ollama_template(template: Template) -> str:
     """The Go ``TEMPLATE`` body for a built-in template."""
     t = template
     bos, eos = t.bos_token, t.eos_token
-    content = "{{ .Content }}"  # Go templates have no trim: contents are used as given
+    # Go templates have no trim: contents are used as given (templates with
+    # strip_content, llama2 and llama3, expect clients to send stripped messages).
+    content = "{{ .Content }}"
     out = [_go(t.prefix.replace("{bos}", ""), bos=bos, eos=eos)]
     if t.system_format is not None:
         before, after = split_format(t.system_format, "{system}")
         out.append("{{ if .System }}" + _go(before, bos=bos, eos=eos) + "{{ .System }}")
         out.append(_go(after, bos=bos, eos=eos) + "{{ end }}")
-    out.append("{{ range $i, $_ := .Messages }}")
+    # $first marks the first user message (Ollama's .Messages may also hold system
+    # messages, so an index test would be wrong).
+    out.append("{{ $first := true }}{{ range $i, $_ := .Messages }}")
     out.append("{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     # user
     user_before, user_after = split_format(t.user_format)
@@ -52,9 +56,9 @@ def to_ollama_template(template: Template) -> str:
         first_user_before = user_before[len("{bos}") :]
     out.append('{{ if eq .Role "user" }}')
     if t.turn_separator:
-        out.append("{{ if gt $i 0 }}" + _go(t.turn_separator, bos=bos, eos=eos) + "{{ end }}")
+        out.append("{{ if not $first }}" + _go(t.turn_separator, bos=bos, eos=eos) + "{{ end }}")
     out.append(
-        "{{ if eq $i 0 }}"
+        "{{ if $first }}"
         + _go(first_user_before, bos=bos, eos=eos)
         + "{{ else }}"
         + _go(user_before, bos=bos, eos=eos)
@@ -64,11 +68,15 @@ def to_ollama_template(template: Template) -> str:
         merge_before, merge_after = split_format(
             t.system_merge_format.replace("{system}", "\x00"), "{content}"
         )
-        sys_go = merge_before.replace("\x00", "{{ $.System }}")
-        out.append("{{ if and (eq $i 0) $.System }}" + sys_go + "{{ end }}")
-        if merge_after:
-            out.append(merge_after)
-    out.append(content + _go(user_after, bos=bos, eos=eos))
+        pieces = merge_before.split("\x00")
+        sys_go = "{{ $.System }}".join(_go(piece, bos=bos, eos=eos) for piece in pieces)
+        out.append("{{ if and $first $.System }}" + sys_go + "{{ end }}")
+    out.append(content)
+    if t.system_format is None and merge_after:
+        out.append(
+            "{{ if and $first $.System }}" + _go(merge_after, bos=bos, eos=eos) + "{{ end }}"
+        )
+    out.append(_go(user_after, bos=bos, eos=eos) + "{{ $first = false }}")
     out.append("{{ if $last }}" + _go(t.assistant_header, bos=bos, eos=eos) + "{{ end }}")
     # tool
     if t.tool_format is not None:
@@ -78,7 +86,11 @@ def to_ollama_template(template: Template) -> str:
         out.append("{{ if $last }}" + _go(t.assistant_header, bos=bos, eos=eos) + "{{ end }}")
     # assistant
     before, after = split_format(t.assistant_format)
-    out.append('{{ else if eq .Role "assistant" }}' + _go(before, bos=bos, eos=eos))
+    out.append(
+        '{{ else if eq .Role "assistant" }}'
+        + _go(t.assistant_header, bos=bos, eos=eos)
+        + _go(before, bos=bos, eos=eos)
+    )
     out.append(content + _go(after, bos=bos, eos=eos))
     mid = t.end_of_turn if t.end_of_turn_mid is None else t.end_of_turn_mid
     out.append(
