@@ -21,7 +21,7 @@ quickstart: setup
 	$(BIN)/sftforge quickstart
 
 test: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: setup
