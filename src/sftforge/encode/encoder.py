@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sftforge.encode.pieces import PieceKey, PieceTokenizer
 from sftforge.encode.report import EncodeReport
 from sftforge.errors import ConversationError, EncodingError
 from sftforge.templates.base import CONTENT_KINDS, END, TEXT, ChatTemplate, Segment
@@ -128,6 +129,7 @@ class Encoder:
             self._backend, "encode_batch", None
         )
         self._anchor_ids = [self._tokenize([a])[0] for a in _ANCHORS]
+        self._pieces = PieceTokenizer(tokenizer, self._tokenize)
         for problem in template_tokenizer_problems(template, tokenizer):
             warnings.warn(problem, TemplateMismatchWarning, stacklevel=2)
 
@@ -284,16 +286,33 @@ class Encoder:
                 windows.setdefault(left, len(windows))
                 windows.setdefault(left + right, len(windows))
         anchor = _ANCHORS[0]
-        texts = [*prefixes, *(anchor + c for c in conts), *windows]
-        encoded = self._tokenize(texts)
-        n_pre, n_cont = len(prefixes), len(conts)
-        prefix_ids = encoded[:n_pre]
-        cont_ids = self._continuations(list(conts), encoded[n_pre : n_pre + n_cont])
-        window_ids = encoded[n_pre + n_cont :]
+        texts = [*(anchor + c for c in conts), *windows]
+        prefix_ids, encoded = self._prefix_ids(list(prefixes), texts)
+        n_cont = len(conts)
+        cont_ids = self._continuations(list(conts), encoded[:n_cont])
+        window_ids = encoded[n_cont:]
         return [
             self._assemble(p, prefixes, prefix_ids, conts, cont_ids, windows, window_ids)
             for p in plans
         ]
+
+    def _prefix_ids(
+        self, prompts: list[str], extra: list[str]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Exact ids of every prompt text, and of the ``extra`` texts tokenized in the same
+        batch. Prompts are tokenized piecewise between added tokens when that is exact
+        (see ``pieces.py``): multi-turn prompts then share their history's pieces."""
+        if self._pieces.enabled:
+            pieces: dict[PieceKey, int] = {}
+            parts = [self._pieces.parts(text, pieces) for text in prompts]
+            keys = list(pieces)
+            encoded = self._tokenize([context + piece for context, piece in keys] + extra)
+            table = self._pieces.strip_contexts(keys, encoded[: len(keys)])
+            if table is not None:
+                return [self._pieces.join(p, table) for p in parts], encoded[len(keys) :]
+            self._pieces.enabled = False  # the split property failed: tokenize whole texts
+        encoded = self._tokenize(prompts + extra)
+        return encoded[: len(prompts)], encoded[len(prompts) :]
 
     def _assemble(
         self,
