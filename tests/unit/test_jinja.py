@@ -10,14 +10,10 @@ from sftforge import get_template
 from sftforge.templates import to_hf_chat_template, to_ollama_modelfile
 from sftforge.templates.builtin import BUILTIN_TEMPLATES
 
+from .test_templates import spec_conversation
+
 CONVERSATIONS = [
-    [
-        {"role": "system", "content": "You are a concise assistant."},
-        {"role": "user", "content": "What is 2+2?"},
-        {"role": "assistant", "content": "4."},
-        {"role": "user", "content": "And 3+3?"},
-        {"role": "assistant", "content": "6."},
-    ],
+    spec_conversation("system_2turn"),
     [
         {"role": "user", "content": "  padded {eos} text  "},
         {"role": "assistant", "content": " 你好！\n第二行 "},
