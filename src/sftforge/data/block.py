@@ -1,0 +1,181 @@
+"""The one signature of the data pipeline: a block takes conversations and yields the ones
+it keeps; everything it drops goes to a :class:`RejectSink` *with a reason*.
+
+    block.run(conversations, sink) -> iterator of kept conversations
+
+Counts always reconcile, per stage: ``in == kept + sum(rejected)``. The sink can write
+every reject (with reason, detail, location and, for duplicates, which sample it
+duplicated) to a JSONL side file, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from sftforge.types import Conversation
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why a record or conversation was dropped, and where it came from.
+
+    ``reason`` is a short key (``too_short``, ``near_duplicate``); ``detail`` says it for a
+    person (``3 tokens < min_tokens 8``); ``duplicate_of`` names the kept sample a
+    duplicate matched (its source location or id).
+    """
+
+    reason: str
+    stage: str
+    detail: str = ""
+    conversation: Conversation | None = None
+    where: str = ""
+    raw: Any = None
+    duplicate_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stage": self.stage, "reason": self.reason, "detail": self.detail}
+        out["where"] = self.where or (str(self.conversation.location) if self.conversation else "")
+        if self.duplicate_of is not None:
+            out["duplicate_of"] = self.duplicate_of
+        if self.conversation is not None:
+            out["conversation"] = self.conversation.to_dict()
+        elif self.raw is not None:
+            out["raw"] = self.raw if isinstance(self.raw, (str, dict, list)) else repr(self.raw)
+        return out
+
+
+@dataclass
+class StageCounts:
+    """What one stage saw: ``seen == kept + sum(rejected.values())``."""
+
+    seen: int = 0
+    kept: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def reconciles(self) -> bool:
+        return self.seen == self.kept + sum(self.rejected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seen": self.seen, "kept": self.kept, "rejected": dict(self.rejected)}
+
+
+class RejectSink:
+    """Collects rejects: counts per stage and reason, a few examples, and optionally a
+    JSONL side file with every reject. ``strict=True`` raises on the first reject."""
+
+    def __init__(
+        self, path: str | Path | None = None, *, strict: bool = False, max_examples: int = 5
+    ) -> None:
+        self.strict = strict
+        self.max_examples = max_examples
+        self.stages: dict[str, StageCounts] = {}
+        self.examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._fh: TextIO | None = None
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
+
+    def stage(self, name: str) -> StageCounts:
+        return self.stages.setdefault(name, StageCounts())
+
+    def reject(self, rejected: Rejected) -> None:
+        if self.strict:
+            from sftforge.errors import SftForgeError
+
+            where = rejected.where or (
+                str(rejected.conversation.location) if rejected.conversation else ""
+            )
+            raise SftForgeError(
+                f"{where}: rejected by {rejected.stage}: {rejected.reason}"
+                + (f" ({rejected.detail})" if rejected.detail else "")
+            )
+        self.stage(rejected.stage).rejected[rejected.reason] += 1
+        bucket = self.examples.setdefault((rejected.stage, rejected.reason), [])
+        record = None
+        if len(bucket) < self.max_examples or self._fh is not None:
+            record = rejected.to_dict()
+        if len(bucket) < self.max_examples and record is not None:
+            bucket.append(record)
+        if self._fh is not None and record is not None:
+            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> RejectSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def total_rejected(self) -> int:
+        return sum(sum(s.rejected.values()) for s in self.stages.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: counts.to_dict() for name, counts in self.stages.items()}
+
+
+class Block(Protocol):
+    """A pipeline stage. ``name`` keys its counts and rejects."""
+
+    name: str
+
+    def run(
+        self, conversations: Iterable[Conversation], sink: RejectSink
+    ) -> Iterator[Conversation]:
+        """Yield the kept conversations; report every drop to ``sink``."""
+        ...
+
+
+class Filter:
+    """A block that judges one conversation at a time: override :meth:`check`.
+
+    ``check`` returns ``None`` to keep, or ``(reason, detail)`` to drop.
+    """
+
+    name = "filter"
+
+    def check(self, conversation: Conversation) -> tuple[str, str] | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def run(
+        self, conversations: Iterable[Conversation], sink: RejectSink
+    ) -> Iterator[Conversation]:
+        counts = sink.stage(self.name)
+        for conv in conversations:
+            counts.seen += 1
+            verdict = self.check(conv)
+            if verdict is None:
+                counts.kept += 1
+                yield conv
+            else:
+                reason, detail = verdict
+                sink.reject(Rejected(reason, self.name, detail, conversation=conv))
+
+
+def run_blocks(
+    blocks: Iterable[Block], conversations: Iterable[Conversation], sink: RejectSink
+) -> Iterator[Conversation]:
+    """Chain blocks lazily (streaming): each block's output feeds the next."""
+    stream: Iterable[Conversation] = conversations
+    for block in blocks:
+        stream = block.run(stream, sink)
+    yield from stream
+
+
+def conversation_text(conversation: Conversation) -> str:
+    """All message text of a conversation, for filters and de-duplication."""
+    parts = []
+    for m in conversation.messages:
+        parts.append(m.content)
+        if m.input:
+            parts.append(m.input)
+    return "\n".join(parts)
