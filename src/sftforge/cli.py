@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html-samples", type=int, default=50, help="samples drawn in the HTML")
     p.set_defaults(func=cmd_preview)
 
+    from sftforge.data.commands import add_data_commands
+
+    add_data_commands(sub)
+
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))
     p.add_argument("--max-length", type=int, default=1024)

@@ -91,6 +91,10 @@ class Conversation:
         if self.tools is not None:
             object.__setattr__(self, "tools", tuple(self.tools))
 
+    def __reduce__(self) -> tuple:
+        # MappingProxyType does not pickle; rebuild from a plain dict (worker processes).
+        return (Conversation, (self.messages, self.tools, dict(self.meta), self.kind))
+
     # -- views -------------------------------------------------------------------------
     @property
     def system(self) -> str | None:

@@ -105,6 +105,15 @@ class RejectSink:
         if self._fh is not None and record is not None:
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
+    def add_record(self, record: dict[str, Any]) -> None:
+        """Take a reject already turned into a dict and counted elsewhere (a worker
+        process): keep it as an example and write it to the side file."""
+        bucket = self.examples.setdefault((record["stage"], record["reason"]), [])
+        if len(bucket) < self.max_examples:
+            bucket.append(record)
+        if self._fh is not None:
+            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

@@ -1,0 +1,527 @@
+"""``sftforge data build``: the whole dataset pipeline, from a recipe to a dataset folder.
+
+    read (per source, streamed) -> clean -> filters      per record, in worker processes
+      -> exact / near de-duplication -> decontamination  across all sources, in order
+      -> spool to disk (kept records and a small index)
+      -> semantic de-duplication, diversity selection    optional, per pool in memory
+      -> mix by the recipe's shares -> stratified split -> write JSONL + Parquet
+      -> manifest.json, report.html, rejects.jsonl
+
+Memory stays bounded for the streamed stages: kept records live on disk in a spool file,
+and mixing and splitting work on integer ids; only semantic de-duplication and selection
+load a pool (they are meant for choosing from pools of up to about 100k samples).
+Counts reconcile at every stage and overall: every record read is in the output or in
+``rejects.jsonl`` with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sftforge.data.block import Rejected, RejectSink, StageCounts
+from sftforge.data.recipe import Recipe, RecipeError
+from sftforge.types import Conversation, as_conversation
+
+Log = Callable[[str], None]
+_CHUNK = 2000
+
+
+# -- per-record stages (run in worker processes) ----------------------------------------------
+def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
+    """Cleaning and filter blocks, in recipe order, with recipe-level defaults filled in:
+    the tokenizer for token bounds, each source's expected language for the language
+    filter."""
+    from sftforge.data.filters import block_params, build_block
+
+    blocks = []
+    for spec in (*recipe.clean, *recipe.filters):
+        params = dict(spec.params)
+        valid = block_params(spec.name)
+        if "tokenizer" in valid and params.get("tokenizer") is None and tokenizer is not None:
+            params["tokenizer"] = tokenizer
+        if spec.name == "language" and "languages" not in params:
+            params["languages"] = {
+                str(recipe.resolve(s.path)): list(s.language) for s in recipe.sources if s.language
+            }
+            params.setdefault("default", None)
+        blocks.append(build_block(spec.name, **params))
+    return blocks
+
+
+class _CollectingSink(RejectSink):
+    """A worker's sink: counts plus every reject as a dict, shipped back to the parent."""
+
+    def __init__(self) -> None:
+        super().__init__(max_examples=0)
+        self.records: list[dict[str, Any]] = []
+
+    def reject(self, rejected: Rejected) -> None:
+        self.stage(rejected.stage).rejected[rejected.reason] += 1
+        self.records.append(rejected.to_dict())
+
+
+_WORKER_BLOCKS: list[Any] = []
+
+
+def _init_worker(recipe: Recipe) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
+    tokenizer = _load_tokenizer(recipe)
+    _WORKER_BLOCKS[:] = record_blocks(recipe, tokenizer)
+
+
+def _process(chunk: list[Conversation]) -> tuple[list[Conversation], dict, list[dict]]:
+    sink = _CollectingSink()
+    stream: Iterable[Conversation] = chunk
+    for block in _WORKER_BLOCKS:
+        stream = block.run(stream, sink)
+    kept = list(stream)
+    return kept, {k: v.to_dict() for k, v in sink.stages.items()}, sink.records
+
+
+def _merge_counts(sink: RejectSink, counts: dict[str, dict], records: list[dict]) -> None:
+    for stage, c in counts.items():
+        target = sink.stage(stage)
+        target.seen += c["seen"]
+        target.kept += c["kept"]
+        target.rejected.update(c["rejected"])
+    for rec in records:
+        sink.add_record(rec)
+
+
+# -- the spool: kept records on disk, an index in memory ----------------------------------------
+class Spool:
+    """Kept conversations as JSON lines in a file, addressed by integer id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("wb")
+        self.offsets: list[int] = []
+        self.sources: list[int] = []
+        self.codes: list[int] = []
+        self._pos = 0
+        self._map: mmap.mmap | None = None
+
+    def add(self, conv: Conversation, source: int, code: int) -> None:
+        line = (conv.to_json() + "\n").encode("utf-8")
+        self._fh.write(line)
+        self.offsets.append(self._pos)
+        self._pos += len(line)
+        self.sources.append(source)
+        self.codes.append(code)
+
+    def seal(self) -> None:
+        self._fh.close()
+        self.offsets.append(self._pos)
+        if self._pos:
+            with self.path.open("rb") as fh:
+                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def get(self, i: int) -> Conversation:
+        assert self._map is not None
+        raw = self._map[self.offsets[i] : self.offsets[i + 1]]
+        return as_conversation(json.loads(raw))
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
+class IdPool(Sequence[int]):
+    """A source's pool as record ids, with precomputed turn codes for the mixer."""
+
+    def __init__(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        self.ids = ids
+        self.turn_codes = codes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return int(self.ids[i]) if isinstance(i, (int, np.integer)) else self.ids[i]
+
+
+# -- the build --------------------------------------------------------------------------------
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    report: Path | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _load_tokenizer(recipe: Recipe) -> Any:
+    if not recipe.tokenizer:
+        return None
+    from sftforge.tokenizer import load_tokenizer
+
+    return load_tokenizer(recipe.tokenizer)
+
+
+def _turn_code(conv: Conversation) -> int:
+    from sftforge.data.mix import _turn_code as code
+
+    return code(conv)
+
+
+def _tag(
+    convs: Iterable[Conversation],
+    name: str,
+    label: bool | None,
+    sink: RejectSink,
+    stage: StageCounts,
+) -> Iterator[Conversation]:
+    """Name the source in meta; apply the recipe's label filter (KTO-style data)."""
+    for conv in convs:
+        stage.seen += 1
+        if label is not None and conv.meta.get("label") is not label:
+            sink.reject(
+                Rejected("label_filtered", "source", f"label != {label}", conversation=conv)
+            )
+            continue
+        stage.kept += 1
+        yield Conversation(conv.messages, conv.tools, {**conv.meta, "source_name": name}, conv.kind)
+
+
+def _chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
+    chunk: list[Conversation] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _parallel(
+    pool: Any, chunks: Iterator[list[Conversation]], sink: RejectSink, inflight: int
+) -> Iterator[Conversation]:
+    """Run per-record blocks in the pool with a bounded number of chunks in flight, in
+    order, so memory stays flat however fast the reader is."""
+    pending: list[Any] = []
+    for chunk in chunks:
+        pending.append(pool.apply_async(_process, (chunk,)))
+        if len(pending) >= inflight:
+            kept, counts, records = pending.pop(0).get()
+            _merge_counts(sink, counts, records)
+            yield from kept
+    for job in pending:
+        kept, counts, records = job.get()
+        _merge_counts(sink, counts, records)
+        yield from kept
+
+
+def _global_blocks(recipe: Recipe) -> list[Any]:
+    from sftforge.data.decontam import Decontaminate
+    from sftforge.data.dedup import ExactDedup, NearDedup
+
+    blocks: list[Any] = []
+    if recipe.dedup.exact:
+        blocks.append(ExactDedup())
+    if recipe.dedup.near is not None:
+        blocks.append(NearDedup(**dict(recipe.dedup.near)))
+    if recipe.dedup.decontaminate is not None:
+        params = dict(recipe.dedup.decontaminate)
+        evals = params.pop("eval", None) or params.pop("evals", None)
+        if not evals:
+            raise RecipeError("dedup.decontaminate.eval: list the eval files or folders")
+        paths = [recipe.resolve(p) for p in ([evals] if isinstance(evals, str) else evals)]
+        for p in paths:
+            if not p.exists():
+                raise RecipeError(f"dedup.decontaminate.eval: {p} does not exist")
+        blocks.append(Decontaminate(paths, **params))
+    return blocks
+
+
+def build_dataset(
+    recipe: Recipe,
+    *,
+    output: str | Path | None = None,
+    num_proc: int | None = None,
+    write_report: bool = True,
+    progress: bool = True,
+    log: Log = print,
+) -> BuildResult:
+    """Run the recipe and write the dataset folder; returns where and what was written."""
+    started = time.time()
+    out_dir = (
+        Path(output) if output else recipe.resolve(recipe.output or f"runs/data/{recipe.name}")
+    )
+    for i, s in enumerate(recipe.sources):
+        if not recipe.resolve(s.path).exists():
+            raise RecipeError(f"sources[{i}].path: {recipe.resolve(s.path)} does not exist")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / ".work"
+    work.mkdir(exist_ok=True)
+    procs = num_proc or recipe.num_proc
+    tokenizer = _load_tokenizer(recipe)
+    global_blocks = _global_blocks(recipe)
+    from sftforge.data.formats import read_source
+
+    sink = RejectSink(out_dir / "rejects.jsonl", strict=recipe.strict)
+    spool = Spool(work / "kept.jsonl")
+    source_stage = StageCounts()
+    sink.stages["source"] = source_stage
+    pool = None
+    if procs > 1:
+        ctx = mp.get_context("spawn")
+        pool = ctx.Pool(procs, initializer=_init_worker, initargs=(recipe,))
+    else:
+        serial_blocks = record_blocks(recipe, tokenizer)
+    try:
+        with _progress(progress) as bar:
+            for sid, src in enumerate(recipe.sources):
+                path = recipe.resolve(src.path)
+                task = bar.add_task(f"{src.name}", total=None)
+                stream: Iterable[Conversation] = read_source(
+                    str(path),
+                    format=src.format,
+                    column_map=dict(src.column_map) or None,
+                    sink=sink,
+                    strict=recipe.strict,
+                )
+                stream = _tag(stream, src.name, src.filter_label, sink, source_stage)
+                if pool is not None:
+                    stream = _parallel(pool, _chunks(stream, _CHUNK), sink, 2 * procs)
+                else:
+                    for block in serial_blocks:
+                        stream = block.run(stream, sink)
+                for block in global_blocks:
+                    stream = block.run(stream, sink)
+                for conv in stream:
+                    spool.add(conv, sid, _turn_code(conv))
+                    bar.advance(task)
+                bar.update(task, total=bar.tasks[task].completed)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    spool.seal()
+    sources = np.asarray(spool.sources, dtype=np.int32)
+    codes = np.asarray(spool.codes, dtype=np.int8)
+    pools = {
+        s.name: IdPool(np.flatnonzero(sources == i), codes[sources == i])
+        for i, s in enumerate(recipe.sources)
+    }
+    selection = _select(recipe, spool, pools, sink, log)
+    mixed, mix_report = _mix(recipe, spool, pools, sink)
+    train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
+
+    from sftforge.data.stats import DatasetStats
+    from sftforge.data.writer import SplitWriter, row
+
+    stats = DatasetStats(tokenizer)
+    names = [s.name for s in recipe.sources]
+    written = {}
+    for split, ids in (("train", train_ids), ("validation", val_ids)):
+        writer = SplitWriter(out_dir, split)
+        for start in range(0, len(ids), _CHUNK):
+            batch = [spool.get(i) for i in ids[start : start + _CHUNK]]
+            stats.observe(batch, split)
+            writer.write(
+                row(c, names[int(spool.sources[i])])
+                for c, i in zip(batch, ids[start : start + _CHUNK], strict=True)
+            )
+        writer.close()
+        written[split] = writer.count
+    sink.close()
+    spool.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+    manifest = _manifest(
+        recipe, out_dir, sink, stats, mix_report, split_counts, selection, global_blocks, started
+    )
+    (out_dir / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    report_path = None
+    if write_report:
+        from sftforge.data.report import write_report as render
+
+        report_path = render(
+            out_dir / "report.html",
+            title=f"Dataset {recipe.name}",
+            stats=stats,
+            stages=sink.to_dict(),
+            clusters=_clusters(global_blocks),
+            manifest=manifest,
+        )
+    counts = {"read": sink.stages["read"].seen if "read" in sink.stages else 0, **written}
+    return BuildResult(out_dir, manifest, report_path, counts)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        MofNCompleteColumn(),
+        TextColumn("kept"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _select(
+    recipe: Recipe, spool: Spool, pools: dict[str, IdPool], sink: RejectSink, log: Log
+) -> dict[str, Any]:
+    """Semantic de-duplication and diversity selection, per source pool (in memory)."""
+    out: dict[str, Any] = {}
+    if recipe.dedup.semantic is None and recipe.select is None:
+        return out
+    from sftforge.data.dedup import SemanticDedup
+    from sftforge.data.select import select_diverse
+
+    for name, pool in list(pools.items()):
+        ids = pool.ids
+        convs = [spool.get(int(i)) for i in ids]
+        if recipe.dedup.semantic is not None and convs:
+            block = SemanticDedup(**dict(recipe.dedup.semantic))
+            kept = {id(c) for c in block.run(convs, sink)}
+            keep = np.array([id(c) in kept for c in convs], dtype=bool)
+            ids, convs = ids[keep], [c for c, k in zip(convs, keep, strict=True) if k]
+        if recipe.select is not None and len(convs) > recipe.select.n:
+            result = select_diverse(
+                convs,
+                recipe.select.n,
+                method=recipe.select.method,
+                features=recipe.select.features,
+                seed=recipe.seed,
+            )
+            chosen = np.asarray(result.indices, dtype=np.int64)
+            mask = np.zeros(len(convs), dtype=bool)
+            mask[chosen] = True
+            counts = sink.stage("select")
+            counts.seen += len(convs)
+            counts.kept += int(mask.sum())
+            for c in (c for c, m in zip(convs, mask, strict=True) if not m):
+                sink.reject(Rejected("not_selected", "select", "less diverse", conversation=c))
+            ids = ids[chosen]
+            out[name] = result.to_dict()
+            log(f"selected {len(chosen)} of {len(convs)} from {name} for diversity")
+        codes = np.asarray([_turn_code(spool.get(int(i))) for i in ids], dtype=np.int8)
+        pools[name] = IdPool(ids, codes)
+    return out
+
+
+def _mix(
+    recipe: Recipe, spool: Spool, pools: dict[str, IdPool], sink: RejectSink
+) -> tuple[list[int], Any]:
+    from sftforge.data.mix import MixPlan, SourceMix, mix
+
+    plan = MixPlan(
+        sources=tuple(
+            SourceMix(
+                s.name, weight=s.weight, count=s.count, allow_repeat=s.allow_repeat, replay=s.replay
+            )
+            for s in recipe.sources
+        ),
+        total=recipe.mix.total,
+        multi_turn_share=recipe.mix.multi_turn_share,
+        replay_ratio=recipe.mix.replay_ratio,
+        seed=recipe.seed,
+    )
+    mixed, report = mix(pools, plan, None)
+    chosen = np.zeros(len(spool), dtype=bool)
+    chosen[np.asarray(mixed, dtype=np.int64)] = True
+    counts = sink.stage("mix")
+    counts.seen += sum(len(p) for p in pools.values())
+    in_pools = np.zeros(len(spool), dtype=bool)
+    for p in pools.values():
+        in_pools[p.ids] = True
+    left = np.flatnonzero(in_pools & ~chosen)
+    counts.kept += counts.seen - len(left)
+    for i in left:
+        sink.reject(
+            Rejected("not_sampled", "mix", "not drawn for the mix", conversation=spool.get(int(i)))
+        )
+    return [int(i) for i in mixed], report
+
+
+def _split(recipe: Recipe, mixed: list[int], report: Any) -> tuple[list[int], list[int], dict]:
+    from sftforge.data.mix import split_train_val
+
+    if not mixed:
+        return [], [], {}
+    groups = report.output_sources()
+    if recipe.split.val_count is not None:
+        result = split_train_val(
+            mixed, val_count=recipe.split.val_count, seed=recipe.seed, groups=groups
+        )
+    else:
+        result = split_train_val(
+            mixed, val_ratio=recipe.split.val_ratio, seed=recipe.seed, groups=groups
+        )
+    counts = {k: {"train": v.train, "val": v.val} for k, v in result.counts.items()}
+    return list(result.train), list(result.val), counts
+
+
+def _clusters(blocks: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for block in blocks:
+        clusters = getattr(block, "clusters", None)
+        if clusters is None:
+            continue
+        for c in clusters.to_list() if hasattr(clusters, "to_list") else list(clusters):
+            item = c if isinstance(c, dict) else c.to_dict()
+            out.append({"stage": getattr(block, "name", ""), **item})
+    return out
+
+
+def _manifest(
+    recipe: Recipe,
+    out_dir: Path,
+    sink: RejectSink,
+    stats: Any,
+    mix_report: Any,
+    split_counts: dict,
+    selection: dict,
+    blocks: Sequence[Any],
+    started: float,
+) -> dict[str, Any]:
+    from sftforge.data.writer import sha256_file, versions
+
+    stages = sink.to_dict()
+    read = stages.get("read", {"seen": 0})
+    files = {}
+    for name in ("train.jsonl", "train.parquet", "validation.jsonl", "validation.parquet"):
+        files[name] = sha256_file(out_dir / name)
+    return {
+        "name": recipe.name,
+        "seed": recipe.seed,
+        "created_unix": int(started),
+        "seconds": round(time.time() - started, 2),
+        "recipe": recipe.to_dict(),
+        "inputs": {
+            s.name: {
+                "path": str(recipe.resolve(s.path)),
+                "sha256": sha256_file(recipe.resolve(s.path)),
+            }
+            for s in recipe.sources
+        },
+        "stages": stages,
+        "records_read": read.get("seen", 0),
+        "records_rejected": sink.total_rejected(),
+        "mix": mix_report.to_dict() if hasattr(mix_report, "to_dict") else {},
+        "split": split_counts,
+        "selection": selection,
+        "stats": stats.to_dict(),
+        "outputs": files,
+        "versions": versions(),
+    }

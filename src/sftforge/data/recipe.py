@@ -1,0 +1,280 @@
+"""Data recipes: typed, validated configuration for ``sftforge data build``.
+
+A recipe is YAML; this module turns it into frozen dataclasses and rejects unknown keys
+by the path they were written at (``sources[2].wieght: unknown key; did you mean
+'weight'?``). Relative paths are resolved against the recipe file's folder. Blocks
+(cleaning, filters) are listed by name with their parameters and checked against the
+block registry when the recipe is loaded, not halfway through a build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sftforge.errors import SftForgeError
+
+
+class RecipeError(SftForgeError, ValueError):
+    """A recipe is invalid; the message names the key path."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One input file (or HF datasets dir) and how much of the mix it gets."""
+
+    name: str
+    path: str
+    format: str = "auto"
+    column_map: Mapping[str, str] = field(default_factory=dict)
+    language: tuple[str, ...] = ()
+    weight: float | None = None
+    count: int | None = None
+    allow_repeat: bool = False
+    replay: bool = False
+    filter_label: bool | None = None  # keep only records whose meta label equals this (KTO)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A cleaning or filter block by registry name, with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DedupSpec:
+    exact: bool = True
+    near: Mapping[str, Any] | None = field(default_factory=dict)  # None disables
+    semantic: Mapping[str, Any] | None = None
+    decontaminate: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SelectSpec:
+    n: int
+    method: str = "kcenter"
+    features: str = "hashing"
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    total: int | None = None
+    multi_turn_share: float | None = None
+    replay_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    val_ratio: float = 0.05
+    val_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The whole build: sources, blocks in order, de-duplication, selection, mix, split."""
+
+    name: str
+    sources: tuple[SourceSpec, ...]
+    seed: int = 0
+    output: str | None = None
+    tokenizer: str | None = "smollm2"
+    clean: tuple[BlockSpec, ...] = ()
+    filters: tuple[BlockSpec, ...] = ()
+    dedup: DedupSpec = field(default_factory=DedupSpec)
+    select: SelectSpec | None = None
+    mix: MixSpec = field(default_factory=MixSpec)
+    split: SplitSpec = field(default_factory=SplitSpec)
+    num_proc: int = 1
+    strict: bool = False
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> Path:
+        """A recipe path, relative to the recipe file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load_recipe(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """Read, validate and resolve a recipe YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'sources'")
+    data.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    data["base_dir"] = str(path.resolve().parent)
+    try:
+        recipe = recipe_from_dict(data)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from exc
+    return recipe
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {key!r}: {part!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    """Build a :class:`Recipe` from plain data, naming any bad key by its path."""
+    data = dict(data)
+    sources = data.get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise RecipeError("sources: a non-empty list of sources is required")
+    data["sources"] = tuple(
+        _build(SourceSpec, _source_defaults(s, i), f"sources[{i}]") for i, s in enumerate(sources)
+    )
+    for key in ("clean", "filters"):
+        data[key] = tuple(_block_specs(data.get(key) or [], key))
+    if "dedup" in data:
+        data["dedup"] = _build(DedupSpec, data["dedup"] or {}, "dedup")
+    if data.get("select") is not None:
+        data["select"] = _build(SelectSpec, data["select"], "select")
+    if "mix" in data:
+        data["mix"] = _build(MixSpec, data["mix"] or {}, "mix")
+    if "split" in data:
+        data["split"] = _build(SplitSpec, data["split"] or {}, "split")
+    recipe = _build(Recipe, data, "")
+    _check(recipe)
+    return recipe
+
+
+def _source_defaults(raw: Any, i: int) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"sources[{i}]: expected a mapping with at least 'path'")
+    raw = dict(raw)
+    if "path" in raw and "name" not in raw:
+        raw["name"] = Path(str(raw["path"])).stem
+    lang = raw.get("language")
+    if isinstance(lang, str):
+        raw["language"] = (lang,)
+    elif isinstance(lang, list):
+        raw["language"] = tuple(lang)
+    return raw
+
+
+def _block_specs(raw: Any, where: str) -> list[BlockSpec]:
+    """Blocks are written as ``- name`` or ``- name: {params}``."""
+    if not isinstance(raw, list):
+        raise RecipeError(f"{where}: expected a list of blocks")
+    out = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            out.append(BlockSpec(item))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            ((name, params),) = item.items()
+            if params is not None and not isinstance(params, Mapping):
+                raise RecipeError(f"{where}[{i}].{name}: parameters must be a mapping")
+            out.append(BlockSpec(str(name), dict(params or {})))
+        else:
+            raise RecipeError(f"{where}[{i}]: expected 'name' or {{name: {{params}}}}")
+    return out
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            path = f"{where}.{key}" if where else str(key)
+            raise RecipeError(f"{path}: unknown key{hint}")
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in raw
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        path = f"{where}." if where else ""
+        raise RecipeError(f"{path}{missing[0]}: required")
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check scalar types (ints, floats, bools, strings); containers pass through."""
+    if dataclasses.is_dataclass(value):
+        return value
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _coerce(value, non_none[0], path)
+        return value
+    if hint is bool and not isinstance(value, bool):
+        raise RecipeError(f"{path}: expected true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise RecipeError(f"{path}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise RecipeError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def _check(recipe: Recipe) -> None:
+    """Cross-field rules that types alone can't express."""
+    names = [s.name for s in recipe.sources]
+    for i, s in enumerate(recipe.sources):
+        if names.count(s.name) > 1:
+            raise RecipeError(f"sources[{i}].name: {s.name!r} is used twice")
+        if s.weight is not None and s.count is not None:
+            raise RecipeError(f"sources[{i}]: give either weight or count, not both")
+        if s.weight is not None and s.weight < 0:
+            raise RecipeError(f"sources[{i}].weight: must be >= 0")
+        if s.count is not None and s.count < 0:
+            raise RecipeError(f"sources[{i}].count: must be >= 0")
+    for key in ("multi_turn_share", "replay_ratio"):
+        value = getattr(recipe.mix, key)
+        if value is not None and not 0 <= value <= 1:
+            raise RecipeError(f"mix.{key}: must be between 0 and 1")
+    if not 0 <= recipe.split.val_ratio < 1:
+        raise RecipeError("split.val_ratio: must be in [0, 1)")
+    if recipe.num_proc < 1:
+        raise RecipeError("num_proc: must be at least 1")

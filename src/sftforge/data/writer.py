@@ -1,0 +1,180 @@
+"""Write a built dataset: JSONL and Parquet splits that ``datasets.load_dataset`` reads
+directly, plus helpers for the manifest (file hashes, versions).
+
+Rows have one fixed schema in both formats, so Arrow never has to reconcile types across
+sources::
+
+    {"messages": [{"role", "content", "input", "train", "name"}], "kind": "chat"|"text",
+     "source": <recipe source name>, "tools": <JSON string or null>,
+     "meta": {"source", "line", "index", "id", ...}}
+
+``meta`` values other than ``line`` and ``index`` are written as strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sftforge.types import Conversation, as_conversation
+
+_MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("input", pa.string()),
+        ("train", pa.bool_()),
+        ("name", pa.string()),
+    ]
+)
+_META_INTS = ("line", "index")
+
+
+def row(conv: Conversation, source_name: str) -> dict[str, Any]:
+    """The fixed-schema row for one conversation."""
+    meta: dict[str, Any] = {}
+    for key, value in conv.meta.items():
+        if key in _META_INTS and isinstance(value, int):
+            meta[key] = value
+        elif value is not None:
+            meta[key] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return {
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "input": m.input,
+                "train": m.train,
+                "name": m.name,
+            }
+            for m in conv.messages
+        ],
+        "kind": conv.kind,
+        "source": source_name,
+        "tools": json.dumps([dict(t) for t in conv.tools], ensure_ascii=False)
+        if conv.tools
+        else None,
+        "meta": meta,
+    }
+
+
+def conversation_from_row(data: dict[str, Any]) -> Conversation:
+    """Inverse of :func:`row` (what training reads back)."""
+    messages = [{k: v for k, v in m.items() if v is not None} for m in data["messages"]]
+    tools = json.loads(data["tools"]) if data.get("tools") else None
+    meta = {k: v for k, v in (data.get("meta") or {}).items() if v is not None}
+    meta.setdefault("source_name", data.get("source"))
+    return as_conversation(
+        {"messages": messages, "tools": tools, "kind": data.get("kind", "chat"), "meta": meta}
+    )
+
+
+class SplitWriter:
+    """Streams rows of one split to ``NAME.jsonl`` and ``NAME.parquet``."""
+
+    def __init__(self, out_dir: Path, name: str, batch_rows: int = 5000) -> None:
+        self.jsonl_path = out_dir / f"{name}.jsonl"
+        self.parquet_path = out_dir / f"{name}.parquet"
+        self._jsonl = self.jsonl_path.open("w", encoding="utf-8")
+        self._rows: list[dict[str, Any]] = []
+        self._batch_rows = batch_rows
+        self._parquet: pq.ParquetWriter | None = None
+        self._meta_keys: list[str] | None = None
+        self.count = 0
+
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        for r in rows:
+            self._jsonl.write(json.dumps(r, ensure_ascii=False) + "\n")
+            self._rows.append(r)
+            self.count += 1
+            if len(self._rows) >= self._batch_rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._normalise(self._rows), schema=self._schema())
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.parquet_path, table.schema)
+        self._parquet.write_table(table)
+        self._rows = []
+
+    def _schema(self) -> pa.Schema:
+        assert self._meta_keys is not None
+        meta = pa.struct(
+            [(k, pa.int64() if k in _META_INTS else pa.string()) for k in self._meta_keys]
+        )
+        return pa.schema(
+            [
+                ("messages", pa.list_(_MESSAGE)),
+                ("kind", pa.string()),
+                ("source", pa.string()),
+                ("tools", pa.string()),
+                ("meta", meta),
+            ]
+        )
+
+    def _normalise(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Parquet needs one schema for the whole file: fix the meta keys at the first
+        # batch; keys that appear later are folded into 'extra' as JSON.
+        if self._meta_keys is None:
+            keys = sorted({k for r in rows for k in r["meta"]} | {"source", "line", "index"})
+            self._meta_keys = [*keys, "extra"] if "extra" not in keys else keys
+        out = []
+        for r in rows:
+            meta = {k: r["meta"].get(k) for k in self._meta_keys}
+            extra = {k: v for k, v in r["meta"].items() if k not in self._meta_keys}
+            if extra:
+                meta["extra"] = json.dumps(extra, ensure_ascii=False)
+            out.append({**r, "meta": meta})
+        return out
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._meta_keys is None:
+            self._meta_keys = ["source", "line", "index", "extra"]
+        self._flush()
+        if self._parquet is None:  # an empty split still gets a readable file
+            pq.write_table(pa.Table.from_pylist([], schema=self._schema()), self.parquet_path)
+        else:
+            self._parquet.close()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        with f.open("rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in (
+        "sftforge",
+        "datasets",
+        "pyarrow",
+        "transformers",
+        "tokenizers",
+        "datasketch",
+        "rensa",
+        "ftfy",
+        "langid",
+        "numpy",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
