@@ -82,7 +82,10 @@ class RejectSink:
             self._fh = self.path.open("w", encoding="utf-8")
 
     def stage(self, name: str) -> StageCounts:
-        return self.stages.setdefault(name, StageCounts())
+        counts = self.stages.get(name)
+        if counts is None:
+            counts = self.stages[name] = StageCounts()
+        return counts
 
     def reject(self, rejected: Rejected) -> None:
         if self.strict:

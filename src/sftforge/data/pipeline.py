@@ -141,18 +141,29 @@ class Spool:
             self._map = None
 
 
-class IdPool(Sequence[int]):
-    """A source's pool as record ids, with precomputed turn codes for the mixer."""
+class _Assistant:
+    __slots__ = ()
+    role = "assistant"
 
-    def __init__(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        self.ids = ids
-        self.turn_codes = codes
 
-    def __len__(self) -> int:
-        return len(self.ids)
+_A = _Assistant()
+#: Stand-in messages by turn code (text, single, multi), enough for the mixer to count turns.
+_STAND_IN = {0: ("text", ()), 1: ("chat", (_A,)), 2: ("chat", (_A, _A))}
 
-    def __getitem__(self, i):  # type: ignore[override]
-        return int(self.ids[i]) if isinstance(i, (int, np.integer)) else self.ids[i]
+
+class Ref:
+    """A spooled record as the mixer sees it: its id, kind and number of assistant turns,
+    without loading the conversation (a million of these take about 100 MB)."""
+
+    __slots__ = ("id", "kind", "messages")
+
+    def __init__(self, record_id: int, code: int) -> None:
+        self.id = record_id
+        self.kind, self.messages = _STAND_IN[code]
+
+
+def ref_pool(ids: np.ndarray, codes: np.ndarray) -> list[Ref]:
+    return [Ref(int(i), int(c)) for i, c in zip(ids, codes, strict=True)]
 
 
 # -- the build --------------------------------------------------------------------------------
@@ -275,8 +286,13 @@ def build_dataset(
 
     sink = RejectSink(out_dir / "rejects.jsonl", strict=recipe.strict)
     spool = Spool(work / "kept.jsonl")
-    source_stage = StageCounts()
-    sink.stages["source"] = source_stage
+    # Stages in pipeline order (lazy generators would otherwise register them backwards).
+    sink.stage("read")
+    source_stage = sink.stage("source")
+    for spec in (*recipe.clean, *recipe.filters):
+        sink.stage(spec.name)
+    for block in global_blocks:
+        sink.stage(block.name)
     pool = None
     if procs > 1:
         ctx = mp.get_context("spawn")
@@ -315,7 +331,7 @@ def build_dataset(
     sources = np.asarray(spool.sources, dtype=np.int32)
     codes = np.asarray(spool.codes, dtype=np.int8)
     pools = {
-        s.name: IdPool(np.flatnonzero(sources == i), codes[sources == i])
+        s.name: ref_pool(np.flatnonzero(sources == i), codes[sources == i])
         for i, s in enumerate(recipe.sources)
     }
     selection = _select(recipe, spool, pools, sink, log)
@@ -379,7 +395,7 @@ def _progress(enabled: bool) -> Any:
 
 
 def _select(
-    recipe: Recipe, spool: Spool, pools: dict[str, IdPool], sink: RejectSink, log: Log
+    recipe: Recipe, spool: Spool, pools: dict[str, list[Ref]], sink: RejectSink, log: Log
 ) -> dict[str, Any]:
     """Semantic de-duplication and diversity selection, per source pool (in memory)."""
     out: dict[str, Any] = {}
@@ -389,7 +405,7 @@ def _select(
     from sftforge.data.select import select_diverse
 
     for name, pool in list(pools.items()):
-        ids = pool.ids
+        ids = np.asarray([r.id for r in pool], dtype=np.int64)
         convs = [spool.get(int(i)) for i in ids]
         if recipe.dedup.semantic is not None and convs:
             block = SemanticDedup(**dict(recipe.dedup.semantic))
@@ -416,13 +432,13 @@ def _select(
             out[name] = result.to_dict()
             log(f"selected {len(chosen)} of {len(convs)} from {name} for diversity")
         codes = np.asarray([_turn_code(spool.get(int(i))) for i in ids], dtype=np.int8)
-        pools[name] = IdPool(ids, codes)
+        pools[name] = ref_pool(ids, codes)
     return out
 
 
 def _mix(
-    recipe: Recipe, spool: Spool, pools: dict[str, IdPool], sink: RejectSink
-) -> tuple[list[int], Any]:
+    recipe: Recipe, spool: Spool, pools: dict[str, list[Ref]], sink: RejectSink
+) -> tuple[list[Ref], Any]:
     from sftforge.data.mix import MixPlan, SourceMix, mix
 
     plan = MixPlan(
@@ -438,23 +454,21 @@ def _mix(
         seed=recipe.seed,
     )
     mixed, report = mix(pools, plan, None)
+    # Counts are of distinct records (an upsampled record is kept once, repeated in output).
     chosen = np.zeros(len(spool), dtype=bool)
-    chosen[np.asarray(mixed, dtype=np.int64)] = True
+    chosen[[r.id for r in mixed]] = True
     counts = sink.stage("mix")
-    counts.seen += sum(len(p) for p in pools.values())
-    in_pools = np.zeros(len(spool), dtype=bool)
-    for p in pools.values():
-        in_pools[p.ids] = True
-    left = np.flatnonzero(in_pools & ~chosen)
+    in_pools = [r.id for p in pools.values() for r in p]
+    counts.seen += len(in_pools)
+    left = [i for i in in_pools if not chosen[i]]
     counts.kept += counts.seen - len(left)
     for i in left:
-        sink.reject(
-            Rejected("not_sampled", "mix", "not drawn for the mix", conversation=spool.get(int(i)))
-        )
-    return [int(i) for i in mixed], report
+        conv = spool.get(i)
+        sink.reject(Rejected("not_sampled", "mix", "not drawn for the mix", conversation=conv))
+    return mixed, report
 
 
-def _split(recipe: Recipe, mixed: list[int], report: Any) -> tuple[list[int], list[int], dict]:
+def _split(recipe: Recipe, mixed: list[Ref], report: Any) -> tuple[list[int], list[int], dict]:
     from sftforge.data.mix import split_train_val
 
     if not mixed:
@@ -469,7 +483,7 @@ def _split(recipe: Recipe, mixed: list[int], report: Any) -> tuple[list[int], li
             mixed, val_ratio=recipe.split.val_ratio, seed=recipe.seed, groups=groups
         )
     counts = {k: {"train": v.train, "val": v.val} for k, v in result.counts.items()}
-    return list(result.train), list(result.val), counts
+    return [r.id for r in result.train], [r.id for r in result.val], counts
 
 
 def _clusters(blocks: Sequence[Any]) -> list[dict[str, Any]]:

@@ -139,7 +139,7 @@ class SplitWriter:
 
     def close(self) -> None:
         self._jsonl.close()
-        if self._meta_keys is None:
+        if self._meta_keys is None and not self._rows:
             self._meta_keys = ["source", "line", "index", "extra"]
         self._flush()
         if self._parquet is None:  # an empty split still gets a readable file
