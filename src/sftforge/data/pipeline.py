@@ -301,27 +301,34 @@ def build_dataset(
         serial_blocks = record_blocks(recipe, tokenizer)
     try:
         with _progress(progress) as bar:
-            for sid, src in enumerate(recipe.sources):
-                path = recipe.resolve(src.path)
-                task = bar.add_task(f"{src.name}", total=None)
-                stream: Iterable[Conversation] = read_source(
-                    str(path),
-                    format=src.format,
-                    column_map=dict(src.column_map) or None,
-                    sink=sink,
-                    strict=recipe.strict,
-                )
-                stream = _tag(stream, src.name, src.filter_label, sink, source_stage)
-                if pool is not None:
-                    stream = _parallel(pool, _chunks(stream, _CHUNK), sink, 2 * procs)
-                else:
-                    for block in serial_blocks:
-                        stream = block.run(stream, sink)
-                for block in global_blocks:
+            tasks = [bar.add_task(src.name, total=None) for src in recipe.sources]
+
+            def all_sources() -> Iterator[Conversation]:
+                for src in recipe.sources:
+                    stream = read_source(
+                        str(recipe.resolve(src.path)),
+                        format=src.format,
+                        column_map=dict(src.column_map) or None,
+                        sink=sink,
+                        strict=recipe.strict,
+                    )
+                    yield from _tag(stream, src.name, src.filter_label, sink, source_stage)
+
+            # One stream over every source, so de-duplication works across sources too.
+            stream: Iterable[Conversation] = all_sources()
+            if pool is not None:
+                stream = _parallel(pool, _chunks(stream, _CHUNK), sink, 2 * procs)
+            else:
+                for block in serial_blocks:
                     stream = block.run(stream, sink)
-                for conv in stream:
-                    spool.add(conv, sid, _turn_code(conv))
-                    bar.advance(task)
+            for block in global_blocks:
+                stream = block.run(stream, sink)
+            sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
+            for conv in stream:
+                sid = sid_of[conv.meta["source_name"]]
+                spool.add(conv, sid, _turn_code(conv))
+                bar.advance(tasks[sid])
+            for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
     finally:
         if pool is not None:
