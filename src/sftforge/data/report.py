@@ -168,9 +168,10 @@ def _clusters_table(clusters: Sequence[Mapping[str, Any]], limit: int = 30) -> s
         removed_text = "<br>".join(_esc(r) for r in removed[:5])
         if len(removed) > 5:
             removed_text += f"<br>... {len(removed) - 5} more"
+        snippet = _esc(str(c.get("snippet", ""))[:300])
         rows.append(
             f"<tr><td>{_esc(c.get('stage', ''))}</td><td>{_esc(c.get('kept', ''))}</td>"
-            f"<td>{removed_text}</td><td class=snip>{_esc(str(c.get('snippet', ''))[:300])}</td></tr>"
+            f"<td>{removed_text}</td><td class=snip>{snippet}</td></tr>"
         )
     more = (
         f"<p>{len(clusters) - limit} more clusters not shown.</p>" if len(clusters) > limit else ""
