@@ -31,10 +31,13 @@ import numpy as np
 
 from sftforge.data.block import Rejected, RejectSink, StageCounts
 from sftforge.data.recipe import Recipe, RecipeError
-from sftforge.types import Conversation, as_conversation
+from sftforge.data.writer import conversation_from_row, row
+from sftforge.types import Conversation
 
 Log = Callable[[str], None]
 _CHUNK = 2000
+#: Samples per source and split that statistics (lengths, turns, language) look at.
+_STATS_SAMPLE = 20_000
 
 
 # -- per-record stages (run in worker processes) ----------------------------------------------
@@ -112,8 +115,9 @@ class Spool:
         self._pos = 0
         self._map: mmap.mmap | None = None
 
-    def add(self, conv: Conversation, source: int, code: int) -> None:
-        line = (conv.to_json() + "\n").encode("utf-8")
+    def add(self, conv: Conversation, source: int, code: int, source_name: str) -> None:
+        # Stored as the output row, so writing the dataset is a copy, not a re-encode.
+        line = (json.dumps(row(conv, source_name), ensure_ascii=False) + "\n").encode("utf-8")
         self._fh.write(line)
         self.offsets.append(self._pos)
         self._pos += len(line)
@@ -130,10 +134,12 @@ class Spool:
     def __len__(self) -> int:
         return len(self.sources)
 
-    def get(self, i: int) -> Conversation:
+    def line(self, i: int) -> str:
         assert self._map is not None
-        raw = self._map[self.offsets[i] : self.offsets[i + 1]]
-        return as_conversation(json.loads(raw))
+        return self._map[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+
+    def get(self, i: int) -> Conversation:
+        return conversation_from_row(json.loads(self.line(i)))
 
     def close(self) -> None:
         if self._map is not None:
@@ -325,8 +331,9 @@ def build_dataset(
                 stream = block.run(stream, sink)
             sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
             for conv in stream:
-                sid = sid_of[conv.meta["source_name"]]
-                spool.add(conv, sid, _turn_code(conv))
+                name = conv.meta["source_name"]
+                sid = sid_of[name]
+                spool.add(conv, sid, _turn_code(conv), name)
                 bar.advance(tasks[sid])
             for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
@@ -346,21 +353,34 @@ def build_dataset(
     train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
 
     from sftforge.data.stats import DatasetStats
-    from sftforge.data.writer import SplitWriter, row
+    from sftforge.data.writer import SplitWriter
 
+    # Statistics on a sample per source and split: token-length histograms need
+    # thousands of samples, not millions (tokenizing everything would double the build).
     stats = DatasetStats(tokenizer)
-    names = [s.name for s in recipe.sources]
     written = {}
     for split, ids in (("train", train_ids), ("validation", val_ids)):
         writer = SplitWriter(out_dir, split)
-        for start in range(0, len(ids), _CHUNK):
-            batch = [spool.get(i) for i in ids[start : start + _CHUNK]]
-            stats.observe(batch, split)
-            writer.write(
-                row(c, names[int(spool.sources[i])])
-                for c, i in zip(batch, ids[start : start + _CHUNK], strict=True)
-            )
+        sampled: dict[int, int] = {}
+        sample: list[Conversation] = []
+        for i in ids:
+            line = spool.line(i)
+            parsed = json.loads(line)
+            writer.write_line(line, parsed)
+            src = spool.sources[i]
+            if sampled.get(src, 0) < _STATS_SAMPLE:
+                sampled[src] = sampled.get(src, 0) + 1
+                sample.append(conversation_from_row(parsed))
         writer.close()
+        stats.observe(sample, split, count_splits=False)
+        stats.count_split(
+            split,
+            np.bincount(
+                np.asarray([spool.sources[i] for i in ids], dtype=np.int64),
+                minlength=len(recipe.sources),
+            ),
+            [s.name for s in recipe.sources],
+        )
         written[split] = writer.count
     sink.close()
     spool.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +12,9 @@ from sftforge.types import KIND_TEXT, Conversation
 
 
 def _default_language(text: str) -> str:
-    import langid
+    from sftforge.data.filters import detect_language
 
-    return langid.classify(text[:500])[0]
+    return detect_language(text)[0]
 
 
 @dataclass
@@ -47,15 +47,18 @@ class DatasetStats:
         self._detect = detect_language or _default_language
         self.sources: dict[str, SourceStats] = defaultdict(SourceStats)
 
-    def observe(self, conversations: Iterable[Conversation], split: str) -> None:
+    def observe(
+        self, conversations: Iterable[Conversation], split: str, *, count_splits: bool = True
+    ) -> None:
+        """Add conversations. ``count_splits=False`` when they are a sample and the split
+        sizes come from :meth:`count_split`."""
         batch = list(conversations)
         texts = [conversation_text(c) for c in batch]
         if self.tokenizer is not None and texts:
             backend = getattr(self.tokenizer, "backend_tokenizer", None)
             if backend is not None:
-                lengths = [
-                    len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)
-                ]
+                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+                lengths = [len(e.ids) for e in encode(texts, add_special_tokens=False)]
             else:
                 lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
         else:
@@ -63,12 +66,19 @@ class DatasetStats:
         for conv, text, n in zip(batch, texts, lengths, strict=True):
             s = self.sources[str(conv.meta.get("source_name") or conv.meta.get("source", "?"))]
             s.lengths.append(n)
-            s.splits[split] += 1
+            if count_splits:
+                s.splits[split] += 1
             s.kinds[conv.kind] += 1
             if conv.kind != KIND_TEXT:
                 s.turns[sum(1 for m in conv.messages if m.role == "assistant")] += 1
             if sum(s.languages.values()) < self.language_sample:
                 s.languages[self._detect(text)] += 1
+
+    def count_split(self, split: str, counts: Sequence[int], names: Sequence[str]) -> None:
+        """Record a split's true size per source (``counts[i]`` samples of ``names[i]``)."""
+        for name, n in zip(names, counts, strict=True):
+            if n:
+                self.sources[name].splits[split] += int(n)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

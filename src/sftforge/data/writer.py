@@ -92,11 +92,15 @@ class SplitWriter:
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         for r in rows:
-            self._jsonl.write(json.dumps(r, ensure_ascii=False) + "\n")
-            self._rows.append(r)
-            self.count += 1
-            if len(self._rows) >= self._batch_rows:
-                self._flush()
+            self.write_line(json.dumps(r, ensure_ascii=False) + "\n", r)
+
+    def write_line(self, line: str, parsed: dict[str, Any]) -> None:
+        """Write a row already serialised as a JSON line (``parsed`` is the same row)."""
+        self._jsonl.write(line)
+        self._rows.append(parsed)
+        self.count += 1
+        if len(self._rows) >= self._batch_rows:
+            self._flush()
 
     def _flush(self) -> None:
         if not self._rows:
