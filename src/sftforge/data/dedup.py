@@ -112,9 +112,21 @@ def text_selector(field: TextField) -> Callable[[Conversation], str]:
 
 
 # -- where a sample is, for duplicate_of ---------------------------------------------------------
+_LOCATION_KEYS = ("source", "line", "index", "id")
+
+
+def _provenance(meta: Any) -> tuple[Any, ...]:
+    """Just the location fields of a kept sample's meta: what ``duplicate_of`` needs.
+    Keeping the whole meta mapping alive for every kept sample costs hundreds of MB per
+    million samples."""
+    return tuple(meta.get(k) for k in _LOCATION_KEYS)
+
+
 def _where(meta: Any, position: int) -> str:
     """The sample's location (as ``str(conv.location)``), or its position in this block's
     input when the conversation carries no provenance."""
+    if isinstance(meta, tuple):
+        meta = {k: v for k, v in zip(_LOCATION_KEYS, meta, strict=True) if v is not None}
     text = str(Conversation((), meta=meta).location)
     return text if text != "<unknown sample>" else f"input #{position}"
 
@@ -262,7 +274,7 @@ class ExactDedup:
             kept_pos = first.get(h)
             if kept_pos is None:
                 first[h] = pos
-                metas[pos] = conv.meta
+                metas[pos] = _provenance(conv.meta)
                 counts.kept += 1
                 yield conv
                 continue
@@ -391,7 +403,7 @@ class NearDedup:
             texts = [self._text(c) for c in chunk]
             dup_of, score, new_ids = self._judge(texts, index, store)
             for local in new_ids:
-                kept_meta.append(chunk[local].meta)
+                kept_meta.append(_provenance(chunk[local].meta))
                 kept_pos.append(offset + local)
             for i, conv in enumerate(chunk):
                 counts.seen += 1
@@ -603,7 +615,7 @@ class SemanticDedup:
                 kept_vecs[kept_size:need] = add
                 kept_size = need
                 for i in kept_here:
-                    kept_meta.append(chunk[i].meta)
+                    kept_meta.append(_provenance(chunk[i].meta))
                     kept_pos.append(offset + i)
             for i, conv in enumerate(chunk):
                 counts.seen += 1
