@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -181,6 +182,13 @@ def run_blocks(
     for block in blocks:
         stream = block.run(stream, sink)
     yield from stream
+
+
+def chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), streamed."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def conversation_text(conversation: Conversation) -> str:

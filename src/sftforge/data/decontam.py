@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from sftforge.data.block import Rejected, RejectSink
-from sftforge.data.dedup import DuplicateClusters, TextField, _chunks, text_selector
+from sftforge.data.block import Rejected, RejectSink, chunks
+from sftforge.data.dedup import DuplicateClusters, TextField, text_selector
 from sftforge.data.minhash import ngram_hashes, tokenize
 from sftforge.errors import SftForgeError
 from sftforge.types import Conversation
@@ -274,7 +274,7 @@ class Decontaminate:
         counts = sink.stage(self.name)
         self.clusters = clusters = DuplicateClusters(self.max_clusters)
         offset = 0
-        for chunk in _chunks(conversations, self.chunk_size):
+        for chunk in chunks(conversations, self.chunk_size):
             texts = [self._text(c) for c in chunk]
             verdicts = self._judge(texts)
             for i, conv in enumerate(chunk):

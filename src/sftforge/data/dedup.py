@@ -36,12 +36,11 @@ import json
 import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import numpy as np
 
-from sftforge.data.block import Rejected, RejectSink, conversation_text
+from sftforge.data.block import Rejected, RejectSink, chunks, conversation_text
 from sftforge.data.minhash import (
     BandIndex,
     band_keys,
@@ -129,12 +128,6 @@ def _where(meta: Any, position: int) -> str:
         meta = {k: v for k, v in zip(_LOCATION_KEYS, meta, strict=True) if v is not None}
     text = str(Conversation((), meta=meta).location)
     return text if text != "<unknown sample>" else f"input #{position}"
-
-
-def _chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 def _snippet(text: str, limit: int = 80) -> str:
@@ -399,7 +392,7 @@ class NearDedup:
             return w
 
         offset = 0
-        for chunk in _chunks(conversations, self.chunk_size):
+        for chunk in chunks(conversations, self.chunk_size):
             texts = [self._text(c) for c in chunk]
             dup_of, score, new_ids = self._judge(texts, index, store)
             for local in new_ids:
@@ -576,7 +569,7 @@ class SemanticDedup:
         kept_meta: list[Any] = []
         kept_pos: list[int] = []
         offset = 0
-        for chunk in _chunks(conversations, self.chunk_size):
+        for chunk in chunks(conversations, self.chunk_size):
             texts = [self._text(c) for c in chunk]
             vecs = self.embed(texts)
             n = len(chunk)

@@ -36,12 +36,12 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from itertools import islice, pairwise
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from sftforge.data.block import Filter, Rejected, RejectSink
+from sftforge.data.block import Filter, Rejected, RejectSink, chunks
 from sftforge.data.clean import CLEANERS, BlockConfigError, Transform, check_roles
 from sftforge.types import Conversation, Message
 
@@ -148,12 +148,6 @@ def _compile_patterns(block: str, name: str, patterns: Iterable[str]) -> list[st
             raise BlockConfigError(f"{block}: {name} entry {p!r} is not a regex: {exc}") from exc
         out.append(p)
     return out
-
-
-def _chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 # Fewer texts than this are tokenized one by one rather than in a (multi-threaded) batch.
@@ -334,7 +328,7 @@ class LengthFilter(Filter):
             yield from super().run(conversations, sink)
             return
         counts = sink.stage(self.name)
-        for chunk in _chunks(conversations, self.batch_size):
+        for chunk in chunks(conversations, self.batch_size):
             for conv, verdict in zip(chunk, self.check_batch(chunk), strict=True):
                 counts.seen += 1
                 if verdict is None:

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from sftforge.data.block import Rejected, RejectSink, StageCounts
+from sftforge.data.block import Rejected, RejectSink, StageCounts, chunks
+from sftforge.data.mix import MULTI, SINGLE, TEXT, turn_code
 from sftforge.data.recipe import Recipe, RecipeError
 from sftforge.data.writer import conversation_from_row, row
 from sftforge.types import Conversation
@@ -154,7 +155,7 @@ class _Assistant:
 
 _A = _Assistant()
 #: Stand-in messages by turn code (text, single, multi), enough for the mixer to count turns.
-_STAND_IN = {0: ("text", ()), 1: ("chat", (_A,)), 2: ("chat", (_A, _A))}
+_STAND_IN = {TEXT: ("text", ()), SINGLE: ("chat", (_A,)), MULTI: ("chat", (_A, _A))}
 
 
 class Ref:
@@ -189,12 +190,6 @@ def _load_tokenizer(recipe: Recipe) -> Any:
     return load_tokenizer(recipe.tokenizer)
 
 
-def _turn_code(conv: Conversation) -> int:
-    from sftforge.data.mix import _turn_code as code
-
-    return code(conv)
-
-
 def _tag(
     convs: Iterable[Conversation],
     name: str,
@@ -212,17 +207,6 @@ def _tag(
             continue
         stage.kept += 1
         yield Conversation(conv.messages, conv.tools, {**conv.meta, "source_name": name}, conv.kind)
-
-
-def _chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
-    chunk: list[Conversation] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _parallel(
@@ -323,7 +307,7 @@ def build_dataset(
             # One stream over every source, so de-duplication works across sources too.
             stream: Iterable[Conversation] = all_sources()
             if pool is not None:
-                stream = _parallel(pool, _chunks(stream, _CHUNK), sink, 2 * procs)
+                stream = _parallel(pool, chunks(stream, _CHUNK), sink, 2 * procs)
             else:
                 for block in serial_blocks:
                     stream = block.run(stream, sink)
@@ -333,7 +317,7 @@ def build_dataset(
             for conv in stream:
                 name = conv.meta["source_name"]
                 sid = sid_of[name]
-                spool.add(conv, sid, _turn_code(conv), name)
+                spool.add(conv, sid, turn_code(conv), name)
                 bar.advance(tasks[sid])
             for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
@@ -458,7 +442,7 @@ def _select(
             ids = ids[chosen]
             out[name] = result.to_dict()
             log(f"selected {len(chosen)} of {len(convs)} from {name} for diversity")
-        codes = np.asarray([_turn_code(spool.get(int(i))) for i in ids], dtype=np.int8)
+        codes = np.asarray([turn_code(c) for c in convs], dtype=np.int8)
         pools[name] = ref_pool(ids, codes)
     return out
 
