@@ -123,10 +123,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     sink = RejectSink(args.rejects) if args.rejects else RejectSink()
     n = 0
     if out.suffix == ".parquet":
-        writer = SplitWriter(out.parent, out.stem)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = SplitWriter(out.parent, out.stem, jsonl=False)
         writer.write(row(c, str(c.meta.get("source", ""))) for c in _read(args, sink))
         writer.close()
-        writer.jsonl_path.unlink()  # asked for Parquet only
         n = writer.count
     else:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -80,10 +80,12 @@ def conversation_from_row(data: dict[str, Any]) -> Conversation:
 class SplitWriter:
     """Streams rows of one split to ``NAME.jsonl`` and ``NAME.parquet``."""
 
-    def __init__(self, out_dir: Path, name: str, batch_rows: int = 5000) -> None:
+    def __init__(
+        self, out_dir: Path, name: str, batch_rows: int = 5000, *, jsonl: bool = True
+    ) -> None:
         self.jsonl_path = out_dir / f"{name}.jsonl"
         self.parquet_path = out_dir / f"{name}.parquet"
-        self._jsonl = self.jsonl_path.open("w", encoding="utf-8")
+        self._jsonl = self.jsonl_path.open("w", encoding="utf-8") if jsonl else None
         self._rows: list[dict[str, Any]] = []
         self._batch_rows = batch_rows
         self._parquet: pq.ParquetWriter | None = None
@@ -92,11 +94,13 @@ class SplitWriter:
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         for r in rows:
-            self.write_line(json.dumps(r, ensure_ascii=False) + "\n", r)
+            line = json.dumps(r, ensure_ascii=False) + "\n" if self._jsonl is not None else ""
+            self.write_line(line, r)
 
     def write_line(self, line: str, parsed: dict[str, Any]) -> None:
         """Write a row already serialised as a JSON line (``parsed`` is the same row)."""
-        self._jsonl.write(line)
+        if self._jsonl is not None:
+            self._jsonl.write(line)
         self._rows.append(parsed)
         self.count += 1
         if len(self._rows) >= self._batch_rows:
@@ -142,7 +146,8 @@ class SplitWriter:
         return out
 
     def close(self) -> None:
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self._meta_keys is None and not self._rows:
             self._meta_keys = ["source", "line", "index", "extra"]
         self._flush()
