@@ -12,6 +12,7 @@ inference for every turn; that raises a :class:`TemplateError` naming the turn.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -250,10 +251,7 @@ def _lit(text: str) -> str:
 def _fmt_expr(fmt: str, values: Mapping[str, str]) -> str:
     """Jinja code printing a format string; placeholders become jinja expressions."""
     out = []
-    rest = fmt
-    import re
-
-    for part in re.split(r"(\{(?:content|system|input|bos|eos)\})", rest):
+    for part in re.split(r"(\{(?:content|system|input|bos|eos)\})", fmt):
         if not part:
             continue
         key = part[1:-1] if part.startswith("{") and part.endswith("}") else None
@@ -380,8 +378,6 @@ def to_hf_chat_template(template: Template) -> str:
 
 def _fmt_expr_as_concat(fmt: str) -> str:
     """A jinja expression (string concatenation) for the system-merge format."""
-    import re
-
     pieces = []
     for part in re.split(r"(\{(?:system|content)\})", fmt):
         if not part:
