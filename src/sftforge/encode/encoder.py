@@ -423,7 +423,10 @@ class Encoder:
             report.note("turn_untrained_boundary", where)
         if plan is not None:
             report.assistant_turns += len(plan.assistant_messages)
-            trained = [s for s in enc.spans if s.role == "assistant"]
+            # Only chat turns: a replay text is stored as one assistant message but is not
+            # an assistant turn (it has no end-of-turn marker to learn).
+            turns = set(plan.assistant_messages)
+            trained = [s for s in enc.spans if s.role == "assistant" and s.message in turns]
             report.assistant_turns_trained += len(trained)
             report.end_markers_trained += sum(1 for s in trained if s.has_end_marker)
         report.tokens += len(enc.input_ids)

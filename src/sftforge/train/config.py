@@ -1,0 +1,206 @@
+"""Training configuration: what ``sftforge train CONFIG.yaml [key=value ...]`` reads.
+
+Defaults follow known-good SFT recipes: learning rate 2e-5 for full fine-tuning (the
+1e-5..5e-5 range), 2e-4 for LoRA / QLoRA (adapters start at zero and need a larger step; the
+QLoRA paper and most LoRA recipes use 1e-4..3e-4), 2 epochs (more than 3 tends to overfit
+small SFT sets; a warning says so), an effective batch of 16 reached with gradient
+accumulation, cosine schedule with 3% warm-up, gradient checkpointing on, bf16 where the
+hardware has it.
+
+Derived values (world size, gradient accumulation steps, resolved precision and learning
+rate) live in :class:`RunContext`, never written back into the config.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sftforge.configio import (
+    ConfigError,
+    build,
+    parse_overrides,
+    read_yaml_mapping,
+    set_dotted,
+    to_plain,
+)
+
+Method = Literal["full", "lora", "qlora"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+DEFAULT_LR = {"full": 2e-5, "lora": 2e-4, "qlora": 2e-4}
+
+
+class EpochWarning(UserWarning):
+    """More than 3 epochs: SFT sets usually overfit past that."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    #: ``smollm2`` (the embedded default), a Hugging Face model directory, or a ``.gguf`` file.
+    path: str = "smollm2"
+    #: A built-in template name, ``hf`` (the tokenizer's own chat template) or a template.json.
+    #: Never guessed from the model name.
+    template: str = "hf"
+    attn_implementation: str = "sdpa"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    #: A dataset directory written by ``sftforge data build`` (train / validation splits) or
+    #: a unified JSONL file.
+    path: str
+    #: Validation file; defaults to the dataset directory's validation split when it has one.
+    validation: str | None = None
+    max_length: int = 2048
+    policy: Literal["all_assistant", "last_assistant", "all_tokens"] = "all_assistant"
+    #: Pack each micro-batch into one row: position ids restart per sample and attention
+    #: stays inside each sample (no padding, no cross-contamination).
+    packing: bool = True
+    max_samples: int | None = None
+    max_val_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    #: ``auto`` picks every attention and MLP projection of the architecture.
+    target_modules: tuple[str, ...] | str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    method: Method = "lora"
+    learning_rate: float | None = None  # None: DEFAULT_LR[method]
+    epochs: float = 2.0
+    max_steps: int = -1
+    batch_size: int = 4  # samples per device per micro-batch
+    effective_batch: int = 16  # samples per optimizer step, over devices and accumulation
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = True
+    precision: Precision = "auto"
+    seed: int = 42
+    logging_steps: int = 5
+    eval_steps: int | None = None  # None: evaluate at the end of each epoch
+    save_steps: int = 50
+    save_total_limit: int = 2
+    resume: bool = True  # resume from the last complete checkpoint in the output directory
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    #: Start even when the supervision audit finds a defect (it is still saved and printed).
+    allow_defects: bool = False
+    examples: int = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataSpec
+    name: str = "sft"
+    output_dir: str = "runs/sft"  # relative to the config file, like data paths
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    audit: AuditSpec = field(default_factory=AuditSpec)
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> Path:
+        """A config path, relative to the config file's folder (aliases pass through)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+
+def load_train_config(
+    path: str | Path, overrides: dict[str, Any] | list[str] | None = None
+) -> TrainConfig:
+    """Read, override (``train.epochs=1``), validate and resolve a training config."""
+    path = Path(path)
+    data = read_yaml_mapping(path)
+    data.setdefault("name", path.stem)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
+    data["base_dir"] = str(path.resolve().parent)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    config = build(TrainConfig, data)
+    _check(config)
+    return config
+
+
+def _check(config: TrainConfig) -> None:
+    t = config.train
+    if t.learning_rate is not None and not 0 < t.learning_rate < 1:
+        raise ConfigError("train.learning_rate: must be in (0, 1)")
+    if t.epochs <= 0 and t.max_steps <= 0:
+        raise ConfigError("train.epochs: must be > 0 (or set train.max_steps)")
+    if t.batch_size < 1:
+        raise ConfigError("train.batch_size: must be at least 1")
+    if t.effective_batch < t.batch_size:
+        raise ConfigError("train.effective_batch: must be at least train.batch_size")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError("train.warmup_ratio: must be in [0, 1)")
+    if config.data.max_length < 16:
+        raise ConfigError("data.max_length: must be at least 16")
+    if config.lora.r < 1:
+        raise ConfigError("lora.r: must be at least 1")
+    if t.epochs > 3:
+        warnings.warn(
+            f"train.epochs={t.epochs:g}: SFT sets usually overfit beyond 3 epochs; "
+            "prefer more (or more diverse) data",
+            EpochWarning,
+            stacklevel=3,
+        )
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Values derived from the config and the machine, kept apart from the config."""
+
+    world_size: int
+    gradient_accumulation: int
+    learning_rate: float
+    precision: str  # fp32 | bf16 | fp16
+    device: str
+
+    @classmethod
+    def create(cls, config: TrainConfig, world_size: int, device: str) -> RunContext:
+        t = config.train
+        per_step = t.batch_size * world_size
+        accumulation = max(1, round(t.effective_batch / per_step))
+        if accumulation * per_step != t.effective_batch:
+            warnings.warn(
+                f"train.effective_batch={t.effective_batch} is not a multiple of batch_size x "
+                f"devices ({per_step}); using {accumulation * per_step}",
+                stacklevel=2,
+            )
+        lr = t.learning_rate if t.learning_rate is not None else DEFAULT_LR[t.method]
+        return cls(world_size, accumulation, lr, resolve_precision(t.precision, device), device)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 on GPUs that support it, else fp32 (CPU autocast is slower here)."""
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
