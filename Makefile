@@ -25,7 +25,10 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
 	$(BIN)/python bench/bench_encode.py
+	$(BIN)/python bench/bench_dedup.py
+	$(BIN)/python bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
