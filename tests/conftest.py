@@ -83,3 +83,31 @@ def real_tokenizers(smollm2_tokenizer, mistral_tokenizer, deepseek_tokenizer, qw
         "deepseek": deepseek_tokenizer,
         "qwen": qwen_tokenizer,
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer) -> Path:
+    """A tiny random Llama (2 layers, hidden 64) with the real SmolLM2 tokenizer, saved as a
+    Hugging Face model directory: the real training path in seconds on CPU."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    tok = smollm2_tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

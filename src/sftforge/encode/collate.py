@@ -6,6 +6,11 @@ row: its masking utilities derive a block-diagonal causal mask from the position
 and eager attention), and flash attention uses them as sequence boundaries. No sample
 attends to another and no compute is spent on padding.
 
+The row also carries the sample boundaries the way flash-attn's variable-length kernels take
+them (``cu_seq_lens_q/k``, ``max_length_q/k``); transformers passes them to the attention
+function, so flash attention on GPUs and sftforge's packed SDPA
+(:mod:`sftforge.models.attention`) attend within each sample without any mask.
+
 The first label of every packed sample is set to -100. Labels are unshifted (the loss
 shifts them), so without this the last token of one sample would be trained to predict the
 first token of the next one.
@@ -30,6 +35,7 @@ class PackedCollator:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        bounds = [0]
         for f in features:
             n = len(f["input_ids"])
             if n == 0:  # a dropped sample carries no tokens
@@ -38,10 +44,17 @@ class PackedCollator:
             labels.append(IGNORE_INDEX)
             labels.extend(f["labels"][1:])
             positions.extend(range(n))
+            bounds.append(bounds[-1] + n)
+        cu = torch.tensor(bounds, dtype=torch.int32)
+        longest = max((b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)), default=0)
         return {
             "input_ids": torch.tensor([ids], dtype=torch.long),
             "labels": torch.tensor([labels], dtype=torch.long),
             "position_ids": torch.tensor([positions], dtype=torch.long),
+            "cu_seq_lens_q": cu,
+            "cu_seq_lens_k": cu,
+            "max_length_q": longest,
+            "max_length_k": longest,
         }
 
 

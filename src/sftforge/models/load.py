@@ -63,7 +63,7 @@ def load_causal_lm(
     model_dir: str | os.PathLike[str],
     *,
     dtype: Any = None,
-    attn_implementation: str | None = "sdpa",
+    attn_implementation: str | None = "auto",
     quantization_config: Any = None,
     device_map: Any = None,
 ) -> transformers.PreTrainedModel:
@@ -71,6 +71,10 @@ def load_causal_lm(
     import torch
 
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype or torch.float32}
+    if attn_implementation == "auto":
+        from sftforge.models.attention import register_packed_attention
+
+        attn_implementation = register_packed_attention()
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:

@@ -44,7 +44,9 @@ class ModelSpec:
     #: A built-in template name, ``hf`` (the tokenizer's own chat template) or a template.json.
     #: Never guessed from the model name.
     template: str = "hf"
-    attn_implementation: str = "sdpa"
+    #: ``auto``: sftforge's packed SDPA (per-sample causal attention in packed rows, plain
+    #: SDPA otherwise); or any transformers name: sdpa, eager, flash_attention_2.
+    attn_implementation: str = "auto"
 
 
 @dataclass(frozen=True)

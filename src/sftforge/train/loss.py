@@ -37,7 +37,10 @@ def masked_nll(
     reference the benchmark compares against).
     """
     labels = batch["labels"]
+    # No KV cache: with a cache transformers skips the packed-sequence detection that keeps
+    # attention inside each sample, and packed samples would see each other.
     inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs["use_cache"] = False
     if skip_masked_logits:
         keep = trained_positions(labels)
         if keep.numel() == 0:  # nothing trained in this batch: a zero that keeps the graph

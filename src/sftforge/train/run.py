@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sftforge.encode.collate import make_collator
-from sftforge.encode.encoder import Encoder
+from sftforge.encode.encoder import Encoded, Encoder
 from sftforge.models.adapters import (
     apply_lora,
     lora_targets,
@@ -95,11 +95,16 @@ def run_training(config: TrainConfig, *, output_dir: str | Path | None = None) -
         template, tokenizer, max_length=config.data.max_length, policy=config.data.policy
     )
     train_samples, train_report = encode_split(encoder, files.train, config.data.max_samples)
-    val_samples, _ = (
+    val_samples, val_report = (
         encode_split(encoder, files.validation, config.data.max_val_samples)
         if files.validation
         else ([], None)
     )
+    if val_report is not None and not val_samples:
+        say(
+            f"warning: no validation sample fits data.max_length={config.data.max_length} "
+            f"({val_report.summary().splitlines()[0]}); validation is skipped"
+        )
     audit = audit_supervision(
         train_samples, train_report, tokenizer, examples=config.audit.examples
     )
@@ -110,27 +115,12 @@ def run_training(config: TrainConfig, *, output_dir: str | Path | None = None) -
 
     # -- model -----------------------------------------------------------------------------
     model = build_model(config, model_dir, ctx)
-    collator = make_collator(config.data.packing, tokenizer.pad_token_id)
-    counter = TokenCounter()
-    args = training_arguments(config, ctx, out / CHECKPOINTS_DIR, has_eval=bool(val_samples))
     metrics_path = out / artifacts.METRICS_FILE
     resume = last_checkpoint(out / CHECKPOINTS_DIR) if config.train.resume else None
     if resume is None and is_main_process() and metrics_path.exists():
         metrics_path.unlink()  # a fresh run: start the metrics file over
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=as_features(train_samples),
-        eval_dataset=as_features(val_samples) if val_samples else None,
-        data_collator=collator,
-        processing_class=tokenizer,
-        token_counter=counter,
-        callbacks=[MetricsLogger(metrics_path, counter, out / artifacts.LOSS_PLOT)],
-    )
-    from transformers.trainer_callback import ProgressCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(TokensPerSecondProgress(counter))
+    trainer = make_trainer(config, ctx, model, tokenizer, train_samples, val_samples, out)
+    counter = trainer.token_counter
 
     before: dict[str, float] = {}
     if val_samples and resume is None:
@@ -186,6 +176,35 @@ def run_training(config: TrainConfig, *, output_dir: str | Path | None = None) -
     return TrainResult(
         out, before, after, result.training_loss, result.global_step, counter.trained_per_second()
     )
+
+
+def make_trainer(
+    config: TrainConfig,
+    ctx: RunContext,
+    model: Any,
+    tokenizer: Any,
+    train_samples: list[Encoded],
+    val_samples: list[Encoded],
+    out: Path,
+) -> SFTTrainer:
+    """The Trainer for a run: collator, arguments, metrics file and progress bar."""
+    from transformers.trainer_callback import ProgressCallback
+
+    counter = TokenCounter()
+    args = training_arguments(config, ctx, out / CHECKPOINTS_DIR, has_eval=bool(val_samples))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=as_features(train_samples),
+        eval_dataset=as_features(val_samples) if val_samples else None,
+        data_collator=make_collator(config.data.packing, tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        token_counter=counter,
+        callbacks=[MetricsLogger(out / artifacts.METRICS_FILE, counter, out / artifacts.LOSS_PLOT)],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TokensPerSecondProgress(counter))
+    return trainer
 
 
 def final_evaluation(trainer: SFTTrainer) -> dict[str, float]:
