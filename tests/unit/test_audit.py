@@ -52,7 +52,7 @@ def _report(samples, end_markers):
 
 def test_untrained_end_marker_is_a_defect_and_blocks_training(smollm2_tokenizer, tmp_path):
     ids = smollm2_tokenizer("hello there friend", add_special_tokens=False).input_ids
-    samples = [_fake(smollm2_tokenizer, ids, [-100] + ids[1:], has_end=False)] * 3
+    samples = [_fake(smollm2_tokenizer, ids, [-100, *ids[1:]], has_end=False)] * 3
     audit = audit_supervision(samples, _report(samples, 0), smollm2_tokenizer)
     assert not audit.ok
     assert any("end-of-turn marker" in d for d in audit.defects)

@@ -19,6 +19,7 @@ first token of the next one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -46,7 +47,7 @@ class PackedCollator:
             positions.extend(range(n))
             bounds.append(bounds[-1] + n)
         cu = torch.tensor(bounds, dtype=torch.int32)
-        longest = max((b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)), default=0)
+        longest = max((b - a for a, b in pairwise(bounds)), default=0)
         return {
             "input_ids": torch.tensor([ids], dtype=torch.long),
             "labels": torch.tensor([labels], dtype=torch.long),

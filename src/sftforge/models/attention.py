@@ -16,6 +16,7 @@ unchanged, so one model serves training, evaluation and generation.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -57,7 +58,7 @@ def packed_sdpa_attention(
             scale=scaling,
             enable_gqa=gqa,
         )
-        for start, end in zip(edges[:-1], edges[1:], strict=True)
+        for start, end in pairwise(edges)
         if end > start
     ]
     out = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
