@@ -114,6 +114,11 @@ def run_training(config: TrainConfig, *, output_dir: str | Path | None = None) -
     enforce(audit, config.audit.allow_defects, str(out / artifacts.AUDIT_FILE))
 
     # -- model -----------------------------------------------------------------------------
+    # Seed before building the model: LoRA's A matrices are initialised randomly, and
+    # Trainer seeds only later (runs would differ, and a resumed run would not match).
+    from transformers import set_seed
+
+    set_seed(config.train.seed)
     model = build_model(config, model_dir, ctx)
     metrics_path = out / artifacts.METRICS_FILE
     resume = last_checkpoint(out / CHECKPOINTS_DIR) if config.train.resume else None
