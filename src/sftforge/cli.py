@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_commands(sub)
 
+    from sftforge.infer.commands import add_infer_commands
+
+    add_infer_commands(sub)
+
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))
     p.add_argument("overrides", nargs="*",

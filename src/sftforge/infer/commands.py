@@ -1,0 +1,154 @@
+"""``sftforge chat`` and ``sftforge generate``: thin CLI over :mod:`sftforge.infer`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sftforge.errors import SftForgeError
+
+CHAT_HELP = "/system TEXT sets the system prompt, /reset clears the history, /exit quits"
+
+
+def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens: int = 512) -> None:
+    p.add_argument("--template", help="override the training template (warns if it differs)")
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def sampling_from(args: argparse.Namespace) -> Any:
+    from sftforge.infer.generate import Sampling
+
+    return Sampling(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        seed=args.seed,
+    )
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from transformers import TextStreamer
+
+    from sftforge.infer.generate import generate
+    from sftforge.infer.load import load_for_inference
+
+    loaded = load_for_inference(args.model, template=args.template)
+    print(f"{args.model}: template {loaded.template.name} (from {loaded.template_origin}). "
+          f"{CHAT_HELP}")  # fmt: skip
+    sampling = sampling_from(args)
+    system: str | None = args.system
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return 0
+        if text == "/reset":
+            history = []
+            print("(history cleared)")
+            continue
+        if text.startswith("/system"):
+            system = text[len("/system") :].strip() or None
+            history = []
+            print(f"(system prompt {'set' if system else 'cleared'}; history cleared)")
+            continue
+        history.append({"role": "user", "content": text})
+        messages = ([{"role": "system", "content": system}] if system else []) + history
+        print("assistant> ", end="", flush=True)
+        streamer = TextStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        [answer] = generate(loaded.model, loaded.tokenizer, loaded.template, [messages],
+                            sampling, streamer=streamer)  # fmt: skip
+        if answer.finish_reason == "length":
+            print(f"[stopped at --max-new-tokens {sampling.max_new_tokens}]")
+        history.append({"role": "assistant", "content": answer.text})
+
+
+def read_prompts(path: Path) -> list[dict[str, Any]]:
+    """JSONL: ``{"messages": [...]}``, ``{"prompt": "..."}`` or a bare message list."""
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SftForgeError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
+            if isinstance(record, list):
+                record = {"messages": record}
+            if "prompt" in record and "messages" not in record:
+                record = {**record, "messages": [{"role": "user", "content": record["prompt"]}]}
+            if not isinstance(record.get("messages"), list) or not record["messages"]:
+                raise SftForgeError(
+                    f'{path}:{lineno}: expected {{"messages": [...]}} or {{"prompt": "..."}}'
+                )
+            messages = record["messages"]
+            if messages[-1].get("role") == "assistant":  # a reference answer: not a prompt
+                record = {**record, "reference": messages[-1].get("content")}
+                messages = messages[:-1]
+            rows.append({**record, "messages": messages, "line": lineno})
+    return rows
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sftforge.infer.generate import generate
+    from sftforge.infer.load import load_for_inference
+
+    loaded = load_for_inference(args.model, template=args.template)
+    rows = read_prompts(Path(args.input))
+    sampling = sampling_from(args)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stopped = 0
+    with out.open("w", encoding="utf-8") as fh, tqdm(total=len(rows), desc="generate") as bar:
+        for start in range(0, len(rows), args.batch_size):
+            chunk = rows[start : start + args.batch_size]
+            results = generate(loaded.model, loaded.tokenizer, loaded.template,
+                               [r["messages"] for r in chunk], sampling,
+                               batch_size=args.batch_size)  # fmt: skip
+            for row, gen in zip(chunk, results, strict=True):
+                stopped += gen.finish_reason == "stop"
+                record = {k: v for k, v in row.items() if k != "line"}
+                record.update(output=gen.text, finish_reason=gen.finish_reason,
+                              prompt_tokens=gen.prompt_tokens, new_tokens=gen.new_tokens,
+                              template=loaded.template.name)  # fmt: skip
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            bar.update(len(chunk))
+    print(f"{len(rows)} answers written to {out}; {stopped} stopped by themselves, "
+          f"{len(rows) - stopped} hit --max-new-tokens")  # fmt: skip
+    return 0
+
+
+def add_infer_commands(sub: Any) -> None:
+    p = sub.add_parser("chat", help="interactive multi-turn chat with the training template")
+    p.add_argument("model", help="a model directory (sftforge run, merged, HF), .gguf or smollm2")
+    p.add_argument("--system", help="system prompt")
+    add_sampling_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("generate", help="batched generation over a prompts JSONL file")
+    p.add_argument("model", help="a model directory (sftforge run, merged, HF), .gguf or smollm2")
+    p.add_argument("--input", required=True, help='JSONL of {"messages": [...]} or {"prompt": ...}')
+    p.add_argument("--output", required=True, help="JSONL with the answers")
+    p.add_argument("--batch-size", type=int, default=8)
+    add_sampling_args(p)
+    p.set_defaults(func=cmd_generate)
