@@ -4,8 +4,8 @@ Defaults follow known-good SFT recipes: learning rate 2e-5 for full fine-tuning 
 1e-5..5e-5 range), 2e-4 for LoRA / QLoRA (adapters start at zero and need a larger step; the
 QLoRA paper and most LoRA recipes use 1e-4..3e-4), 2 epochs (more than 3 tends to overfit
 small SFT sets; a warning says so), an effective batch of 16 reached with gradient
-accumulation, cosine schedule with 3% warm-up, gradient checkpointing on, bf16 where the
-hardware has it.
+accumulation, cosine schedule with 3% warm-up, gradient checkpointing on, bf16 mixed
+precision where the hardware has it (GPUs, and CPUs with AVX512-BF16 / AMX).
 
 Derived values (world size, gradient accumulation steps, resolved precision and learning
 rate) live in :class:`RunContext`, never written back into the config.
@@ -198,11 +198,23 @@ class RunContext:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: bf16 on GPUs that support it, else fp32 (CPU autocast is slower here)."""
+    """``auto``: bf16 mixed precision where the hardware has it (GPUs with bf16; CPUs with
+    native bf16 instructions, AVX512-BF16 or AMX, where it runs about twice as fast as
+    fp32), else fp32. Master weights and the loss stay fp32 either way."""
     if precision != "auto":
         return precision
-    if device == "cuda":
-        import torch
+    import torch
 
+    if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions on this CPU (oneDNN's own check)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

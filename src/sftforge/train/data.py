@@ -74,6 +74,11 @@ def read_split(path: Path, limit: int | None = None) -> Iterator[Conversation]:
                 if "source" in record and "kind" in record:  # a row of `data build`
                     # Its meta keeps the original provenance (source file and line).
                     conv = conversation_from_row(record)
+                elif isinstance(record.get("text"), str) and "messages" not in record:
+                    # Plain text ({"text": ...}, pretraining replay): every token trained.
+                    text = {"messages": [{"role": "assistant", "content": record["text"]}],
+                            "kind": "text"}  # fmt: skip
+                    conv = as_conversation(text, meta=meta)
                 else:
                     conv = as_conversation(record, meta=meta)
             except ConversationError as exc:

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity, multiple choice, rating sheets, generation health, checks."""
