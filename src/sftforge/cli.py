@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_infer_commands(sub)
 
+    from sftforge.eval.cli_checks import add_check_commands
+
+    evaluate = sub.add_parser("eval", help="evaluate models: perplexity, health, checks")
+    add_check_commands(evaluate.add_subparsers(dest="eval_command", required=True))
+
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))
     p.add_argument("overrides", nargs="*",
