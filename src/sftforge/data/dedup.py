@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from sftforge.data.block import Rejected, RejectSink, chunks, conversation_text
 from sftforge.data.minhash import (
@@ -50,6 +51,7 @@ from sftforge.data.minhash import (
     signatures_from_shingles,
     tokenize,
 )
+from sftforge.data.prepared import Prepared
 from sftforge.errors import SftForgeError
 from sftforge.types import Conversation
 
@@ -60,6 +62,7 @@ __all__ = [
     "ExactDedup",
     "NearDedup",
     "SemanticDedup",
+    "exact_digest",
     "exact_key",
     "text_selector",
 ]
@@ -240,6 +243,22 @@ def exact_key(conv: Conversation) -> str:
     return "\x1e".join(parts)
 
 
+def exact_digest(conv: Conversation) -> bytes:
+    """The 128-bit xxh3 digest of :func:`exact_key`: what :class:`ExactDedup` compares
+    (computed in the build's worker processes, or by the block itself)."""
+    return xxhash.xxh3_128_digest(exact_key(conv).encode("utf-8", "surrogatepass"))
+
+
+def _conversation(item: Any) -> Conversation:
+    """The conversation of a stream item: itself, or a prepared record's, rebuilt (only
+    rejects need it)."""
+    return item.conversation if type(item) is Prepared else item
+
+
+def _item_provenance(item: Any) -> tuple[Any, ...]:
+    return item.provenance if type(item) is Prepared else _provenance(item.meta)
+
+
 class ExactDedup:
     """Drop conversations equal to an earlier kept one after normalisation (see
     :func:`exact_key`). Streaming; memory: one 128-bit xxh3 hash (plus a reference to the
@@ -254,23 +273,22 @@ class ExactDedup:
     def run(
         self, conversations: Iterable[Conversation], sink: RejectSink
     ) -> Iterator[Conversation]:
-        import xxhash
-
-        hasher = xxhash.xxh3_128_intdigest
         counts = sink.stage(self.name)
         self.clusters = clusters = DuplicateClusters(self.max_clusters)
-        first: dict[int, int] = {}  # hash -> position of the kept sample
+        first: dict[bytes, int] = {}  # digest -> position of the kept sample
         metas: dict[int, Any] = {}  # position -> meta (of kept samples only)
-        for pos, conv in enumerate(conversations):
+        for pos, item in enumerate(conversations):
             counts.seen += 1
-            h = hasher(exact_key(conv).encode("utf-8", "surrogatepass"))
+            # prepared records (parallel builds) carry the digest their worker computed
+            h = item.exact if type(item) is Prepared else exact_digest(item)
             kept_pos = first.get(h)
             if kept_pos is None:
                 first[h] = pos
-                metas[pos] = _provenance(conv.meta)
+                metas[pos] = _item_provenance(item)
                 counts.kept += 1
-                yield conv
+                yield item
                 continue
+            conv = _conversation(item)
             kept_where = _where(metas[kept_pos], kept_pos)
             sink.reject(
                 Rejected(
@@ -374,6 +392,11 @@ class NearDedup:
         doc, hashes = shingle_hashes(batch, self.ngram, self.cjk_ngram)
         return signatures_from_shingles(doc, hashes, len(texts), self.num_perm)
 
+    def signatures_of(self, conversations: Sequence[Conversation]) -> tuple[np.ndarray, np.ndarray]:
+        """``(signatures, empty)`` of conversations (of this block's text field): what a
+        build's worker processes compute for the block."""
+        return self.signatures([self._text(c) for c in conversations])
+
     def run(
         self, conversations: Iterable[Conversation], sink: RejectSink
     ) -> Iterator[Conversation]:
@@ -393,18 +416,25 @@ class NearDedup:
 
         offset = 0
         for chunk in chunks(conversations, self.chunk_size):
-            texts = [self._text(c) for c in chunk]
-            dup_of, score, new_ids = self._judge(texts, index, store)
+            texts: list[str] | None = None
+            if type(chunk[0]) is Prepared:  # signatures computed by the worker processes
+                sig = np.stack([c.sig for c in chunk])
+                empty = np.fromiter((c.empty for c in chunk), dtype=bool, count=len(chunk))
+            else:
+                texts = [self._text(c) for c in chunk]
+                sig, empty = self.signatures(texts)
+            dup_of, score, new_ids = self._judge(sig, empty, index, store)
             for local in new_ids:
-                kept_meta.append(_provenance(chunk[local].meta))
+                kept_meta.append(_item_provenance(chunk[local]))
                 kept_pos.append(offset + local)
-            for i, conv in enumerate(chunk):
+            for i, item in enumerate(chunk):
                 counts.seen += 1
                 kid = dup_of[i]
                 if kid < 0:
                     counts.kept += 1
-                    yield conv
+                    yield item
                     continue
+                conv = _conversation(item)
                 j = score[i]
                 target = kept_where(kid)
                 sink.reject(
@@ -416,16 +446,16 @@ class NearDedup:
                         duplicate_of=target,
                     )
                 )
-                clusters.add(kid, target, conv, offset + i, texts[i], score=j)
+                text = texts[i] if texts is not None else self._text(conv)
+                clusters.add(kid, target, conv, offset + i, text, score=j)
             offset += len(chunk)
 
     def _judge(
-        self, texts: list[str], index: BandIndex, store: _SignatureStore
+        self, sig: np.ndarray, empty: np.ndarray, index: BandIndex, store: _SignatureStore
     ) -> tuple[list[int], list[float], list[int]]:
-        """For one chunk: the kept id each text duplicates (-1: keep it), the estimated
-        Jaccard, and the chunk positions of the newly indexed texts (in id order)."""
-        n, b = len(texts), self.bands
-        sig, empty = self.signatures(texts)
+        """For one chunk's signatures: the kept id each text duplicates (-1: keep it), the
+        estimated Jaccard, and the chunk positions of the newly indexed texts (in id order)."""
+        n, b = sig.shape[0], self.bands
         keys = band_keys(sig, b, self.rows)
         dup = np.full(n, -1, dtype=np.int64)  # global kept id
         dup_local = np.full(n, -1, dtype=np.int64)  # an earlier row of this chunk

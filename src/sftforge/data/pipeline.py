@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,11 @@ from typing import Any
 import numpy as np
 
 from sftforge.data.block import Rejected, RejectSink, StageCounts, chunks
+from sftforge.data.build_worker import init_worker, tag_source
 from sftforge.data.mix import MULTI, SINGLE, TEXT, turn_code
+from sftforge.data.prepared import Prepared, PreparedBatch
 from sftforge.data.recipe import Recipe, RecipeError
-from sftforge.data.writer import conversation_from_row, row
+from sftforge.data.writer import conversation_from_row, row_line
 from sftforge.types import Conversation
 
 Log = Callable[[str], None]
@@ -118,7 +121,10 @@ class Spool:
 
     def add(self, conv: Conversation, source: int, code: int, source_name: str) -> None:
         # Stored as the output row, so writing the dataset is a copy, not a re-encode.
-        line = (json.dumps(row(conv, source_name), ensure_ascii=False) + "\n").encode("utf-8")
+        self.add_line(row_line(conv, source_name), source, code)
+
+    def add_line(self, line: bytes, source: int, code: int) -> None:
+        """Add a row already serialised by :func:`~sftforge.data.writer.row_line`."""
         self._fh.write(line)
         self.offsets.append(self._pos)
         self._pos += len(line)
@@ -190,25 +196,6 @@ def _load_tokenizer(recipe: Recipe) -> Any:
     return load_tokenizer(recipe.tokenizer)
 
 
-def _tag(
-    convs: Iterable[Conversation],
-    name: str,
-    label: bool | None,
-    sink: RejectSink,
-    stage: StageCounts,
-) -> Iterator[Conversation]:
-    """Name the source in meta; apply the recipe's label filter (KTO-style data)."""
-    for conv in convs:
-        stage.seen += 1
-        if label is not None and conv.meta.get("label") is not label:
-            sink.reject(
-                Rejected("label_filtered", "source", f"label != {label}", conversation=conv)
-            )
-            continue
-        stage.kept += 1
-        yield Conversation(conv.messages, conv.tools, {**conv.meta, "source_name": name}, conv.kind)
-
-
 def _parallel(
     pool: Any, chunks: Iterator[list[Conversation]], sink: RejectSink, inflight: int
 ) -> Iterator[Conversation]:
@@ -225,6 +212,83 @@ def _parallel(
         kept, counts, records = job.get()
         _merge_counts(sink, counts, records)
         yield from kept
+
+
+def _prepared_parallel(
+    pool: Any, tasks: Iterator[tuple[Any, ...]], sink: RejectSink, inflight: int
+) -> Iterator[Prepared]:
+    """Run tasks in the pool (``build_worker.run_task``), a bounded number in flight, and
+    yield the prepared records in input order; counts and rejects are merged as each
+    chunk comes back."""
+    from sftforge.data.build_worker import run_task
+
+    pending: deque[Any] = deque()
+
+    def collect(batch: PreparedBatch) -> list[Prepared]:
+        _merge_counts(sink, batch.counts, [])
+        for stage, reason, line in batch.rejects:
+            sink.add_line(stage, reason, line)
+        return batch.items()
+
+    for task in tasks:
+        pending.append(pool.apply_async(run_task, (task,)))
+        if len(pending) >= inflight:
+            yield from collect(pending.popleft().get())
+    while pending:
+        yield from collect(pending.popleft().get())
+
+
+def _jsonl_format(recipe: Recipe, src: Any) -> str | None:
+    """The format of a JSON Lines source whose lines the workers can parse (None: read
+    it in the main process). Detected here, once per file, as ``read_source`` does."""
+    from sftforge.data.containers import container_of
+    from sftforge.data.formats import FormatError, detect_format
+
+    path = recipe.resolve(src.path)
+    if not path.is_file() or container_of(path) != "jsonl":
+        return None
+    if src.format != "auto":
+        return str(src.format)
+    try:
+        return detect_format(str(path), column_map=dict(src.column_map) or None)
+    except FormatError:
+        return None  # read_source reports it (or rejects every line of a file of bad lines)
+
+
+def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Iterator[tuple]:
+    """Chunks of every source in order, for ``build_worker.run_task``: raw lines of JSON
+    Lines files (parsed in the workers), conversations read here from anything else."""
+    from sftforge.data.containers import jsonl_lines, open_binary
+    from sftforge.data.formats import read_source
+
+    for sid, src in enumerate(recipe.sources):
+        path = recipe.resolve(src.path)
+        fmt = _jsonl_format(recipe, src)
+        if fmt is None:
+            stream = read_source(
+                str(path),
+                format=src.format,
+                column_map=dict(src.column_map) or None,
+                sink=sink,
+                strict=recipe.strict,
+            )
+            tagged = tag_source(stream, src.name, src.filter_label, sink, source_stage)
+            for chunk in chunks(tagged, _CHUNK):
+                yield ("convs", sid, chunk)
+            continue
+        index = 0
+        linenos: list[int] = []
+        lines: list[bytes] = []
+        with open_binary(path) as fh:
+            for lineno, line in jsonl_lines(fh):
+                linenos.append(lineno)
+                lines.append(line)
+                if len(lines) == _CHUNK:
+                    yield ("lines", sid, fmt, index, linenos, lines)
+                    index += len(lines)
+                    linenos, lines = [], []
+        if lines:
+            yield ("lines", sid, fmt, index, linenos, lines)
 
 
 def _global_blocks(recipe: Recipe) -> list[Any]:
@@ -272,6 +336,7 @@ def build_dataset(
     procs = num_proc or recipe.num_proc
     tokenizer = _load_tokenizer(recipe)
     global_blocks = _global_blocks(recipe)
+    from sftforge.data.dedup import ExactDedup, NearDedup
     from sftforge.data.formats import read_source
 
     sink = RejectSink(out_dir / "rejects.jsonl", strict=recipe.strict)
@@ -284,9 +349,18 @@ def build_dataset(
     for block in global_blocks:
         sink.stage(block.name)
     pool = None
+    # Workers read, filter and prepare records for exact and near de-duplication; other
+    # global blocks (decontamination) need conversations, and strict builds must stop at
+    # the first reject, so those build with conversations shipped both ways.
+    prepared = (
+        procs > 1
+        and not recipe.strict
+        and all(isinstance(b, (ExactDedup, NearDedup)) for b in global_blocks)
+    )
     if procs > 1:
         ctx = mp.get_context("spawn")
-        pool = ctx.Pool(procs, initializer=_init_worker, initargs=(recipe,))
+        init = init_worker if prepared else _init_worker
+        pool = ctx.Pool(procs, initializer=init, initargs=(recipe,))
     else:
         serial_blocks = record_blocks(recipe, tokenizer)
     try:
@@ -302,23 +376,38 @@ def build_dataset(
                         sink=sink,
                         strict=recipe.strict,
                     )
-                    yield from _tag(stream, src.name, src.filter_label, sink, source_stage)
+                    yield from tag_source(stream, src.name, src.filter_label, sink, source_stage)
 
             # One stream over every source, so de-duplication works across sources too.
-            stream: Iterable[Conversation] = all_sources()
-            if pool is not None:
-                stream = _parallel(pool, chunks(stream, _CHUNK), sink, 2 * procs)
+            stream: Iterable[Any]
+            if prepared:
+                stream = _prepared_parallel(
+                    pool, _tasks(recipe, sink, source_stage), sink, 2 * procs
+                )
+            elif pool is not None:
+                stream = _parallel(pool, chunks(all_sources(), _CHUNK), sink, 2 * procs)
             else:
+                stream = all_sources()
                 for block in serial_blocks:
                     stream = block.run(stream, sink)
             for block in global_blocks:
                 stream = block.run(stream, sink)
             sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
-            for conv in stream:
-                name = conv.meta["source_name"]
-                sid = sid_of[name]
-                spool.add(conv, sid, turn_code(conv), name)
-                bar.advance(tasks[sid])
+            advance = [0] * len(tasks)  # the progress bar, updated in steps (it is slow)
+            for item in stream:
+                if type(item) is Prepared:
+                    sid = item.source
+                    spool.add_line(item.line, sid, item.code)
+                else:
+                    name = item.meta["source_name"]
+                    sid = sid_of[name]
+                    spool.add(item, sid, turn_code(item), name)
+                advance[sid] += 1
+                if advance[sid] == 4096:
+                    bar.advance(tasks[sid], advance[sid])
+                    advance[sid] = 0
+            for task, left in zip(tasks, advance, strict=True):
+                bar.advance(task, left)
             for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
     finally:
