@@ -33,7 +33,7 @@ import numpy as np
 from sftforge.data.block import Rejected, RejectSink, StageCounts, chunks
 from sftforge.data.build_worker import init_worker, tag_source
 from sftforge.data.mix import MULTI, SINGLE, TEXT, turn_code
-from sftforge.data.prepared import Prepared, PreparedBatch
+from sftforge.data.prepared import Prepared, PreparedBatch, loads
 from sftforge.data.recipe import Recipe, RecipeError
 from sftforge.data.writer import conversation_from_row, row_line
 from sftforge.types import Conversation
@@ -142,8 +142,12 @@ class Spool:
         return len(self.sources)
 
     def line(self, i: int) -> str:
+        return self.raw(i).decode("utf-8")
+
+    def raw(self, i: int) -> bytes:
+        """Record ``i``'s row as stored: one UTF-8 JSON line, newline included."""
         assert self._map is not None
-        return self._map[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+        return self._map[self.offsets[i] : self.offsets[i + 1]]
 
     def get(self, i: int) -> Conversation:
         return conversation_from_row(json.loads(self.line(i)))
@@ -437,13 +441,12 @@ def build_dataset(
         sampled: dict[int, int] = {}
         sample: list[Conversation] = []
         for i in ids:
-            line = spool.line(i)
-            parsed = json.loads(line)
-            writer.write_line(line, parsed)
+            line = spool.raw(i)
+            writer.write_raw(line)  # copied as it is; Arrow parses it for Parquet
             src = spool.sources[i]
             if sampled.get(src, 0) < _STATS_SAMPLE:
                 sampled[src] = sampled.get(src, 0) + 1
-                sample.append(conversation_from_row(parsed))
+                sample.append(conversation_from_row(loads(line)))
         writer.close()
         stats.observe(sample, split, count_splits=False)
         stats.count_split(
