@@ -304,23 +304,39 @@ class ExactDedup:
 
 # -- near ----------------------------------------------------------------------------------------
 class _SignatureStore:
-    """Signatures of the kept (indexed) samples, for checking LSH candidates."""
+    """Signatures of the kept (indexed) samples, for checking LSH candidates. Stored in
+    fixed-size blocks: growing one array by doubling held the old and the new copy at once
+    (768 MB at a million samples of 128 bins), the peak memory of a build."""
+
+    BLOCK = 1 << 16  # rows per block (32 MB at 128 bins)
 
     def __init__(self, num_perm: int) -> None:
-        self.data = np.zeros((1024, num_perm), dtype=np.uint32)
+        self.num_perm = num_perm
+        self.blocks: list[np.ndarray] = []
         self.size = 0
 
     def extend(self, rows: np.ndarray) -> np.ndarray:
         """Append rows; returns their ids."""
-        need = self.size + rows.shape[0]
-        if need > self.data.shape[0]:
-            grown = np.zeros((max(need, 2 * self.data.shape[0]), self.data.shape[1]), np.uint32)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : need] = rows
-        ids = np.arange(self.size, need, dtype=np.int64)
-        self.size = need
+        ids = np.arange(self.size, self.size + rows.shape[0], dtype=np.int64)
+        done = 0
+        while done < rows.shape[0]:
+            at = self.size % self.BLOCK
+            if at == 0:
+                self.blocks.append(np.empty((self.BLOCK, self.num_perm), dtype=np.uint32))
+            take = min(self.BLOCK - at, rows.shape[0] - done)
+            self.blocks[-1][at : at + take] = rows[done : done + take]
+            done += take
+            self.size += take
         return ids
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of ``ids``."""
+        out = np.empty((ids.size, self.num_perm), dtype=np.uint32)
+        block_of = ids // self.BLOCK
+        for b in np.unique(block_of).tolist():
+            sel = block_of == b
+            out[sel] = self.blocks[b][ids[sel] % self.BLOCK]
+        return out
 
 
 def _jaccard_rows(a: np.ndarray, b: np.ndarray, batch: int = 1 << 14) -> np.ndarray:
@@ -467,7 +483,7 @@ class NearDedup:
         if qi.size:
             pairs = np.unique((valid[qi // b] << 32) | ids)  # sorted by row, then id
             rows, ids = pairs >> 32, pairs & 0xFFFFFFFF
-            jac = _jaccard_rows(store.data[ids], sig[rows])
+            jac = _jaccard_rows(store.take(ids), sig[rows])
             ok = jac >= self._cut
             rows, ids, jac = rows[ok], ids[ok], jac[ok]
             first = np.ones(rows.size, dtype=bool)
@@ -483,7 +499,7 @@ class NearDedup:
 
         kept = np.flatnonzero((dup < 0) & (dup_local < 0) & ~empty)
         new_ids = store.extend(sig[kept])
-        index.add(keys[kept].reshape(-1), np.repeat(new_ids, b))
+        index.add(keys[kept].reshape(-1), np.repeat(new_ids.astype(np.uint32), b))  # 4 B an id
         local_to_id = dict(zip(kept.tolist(), new_ids.tolist(), strict=True))
         out = dup.tolist()
         for row in np.flatnonzero(dup_local >= 0).tolist():

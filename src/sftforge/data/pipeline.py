@@ -338,7 +338,10 @@ def build_dataset(
     work = out_dir / ".work"
     work.mkdir(exist_ok=True)
     procs = num_proc or recipe.num_proc
-    tokenizer = _load_tokenizer(recipe)
+    # Loaded here only when the record blocks run here; otherwise after the stream, for
+    # statistics (importing the tokenizer stack costs seconds and hundreds of MB, which
+    # would add to the de-duplication index at the peak of the main process's memory).
+    tokenizer = _load_tokenizer(recipe) if procs <= 1 else None
     global_blocks = _global_blocks(recipe)
     from sftforge.data.dedup import ExactDedup, NearDedup
     from sftforge.data.formats import read_source
@@ -434,6 +437,8 @@ def build_dataset(
 
     # Statistics on a sample per source and split: token-length histograms need
     # thousands of samples, not millions (tokenizing everything would double the build).
+    if tokenizer is None:
+        tokenizer = _load_tokenizer(recipe)
     stats = DatasetStats(tokenizer)
     written = {}
     for split, ids in (("train", train_ids), ("validation", val_ids)):
