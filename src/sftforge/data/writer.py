@@ -163,9 +163,7 @@ class SplitWriter:
             self._rows = [_loads(line) for line in data.splitlines()]
         if not self._rows:
             return
-        self._write_table(
-            pa.Table.from_pylist(self._normalise(self._rows), schema=self._schema())
-        )
+        self._write_table(pa.Table.from_pylist(self._normalise(self._rows), schema=self._schema()))
         self._rows = []
 
     def _arrow_table(self, data: bytes) -> pa.Table | None:
