@@ -221,7 +221,9 @@ class DuplicateClusters:
 
 # -- exact ---------------------------------------------------------------------------------------
 def _normalise(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    if not text.isascii():  # NFKC leaves ASCII as it is; isascii is far cheaper to ask
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().split())
 
 
 def exact_key(conv: Conversation) -> str:
