@@ -213,6 +213,9 @@ def test_parallel_build_with_prepared_records_matches_serial(tmp_path, planted):
         assert a and a == (parallel.out_dir / name).read_bytes(), name
     assert parallel.manifest["stages"] == serial.manifest["stages"]
     assert parallel.manifest["stages"]["exact_dedup"]["rejected"]
+    # statistics: token lengths counted by the pool's workers equal the main process's
+    assert parallel.manifest["stats"] == serial.manifest["stats"]
+    assert "length_tokens" in next(iter(parallel.manifest["stats"].values()))
 
     def key(r: dict) -> tuple:
         return (r["where"], r["stage"], r["reason"])

@@ -25,7 +25,7 @@ from sftforge.data.prepared import PreparedBatch
 from sftforge.data.recipe import Recipe
 from sftforge.types import Conversation
 
-__all__ = ["init_worker", "prepare", "run_task", "tag_source"]
+__all__ = ["init_worker", "prepare", "run_task", "tag_source", "token_lengths"]
 
 try:
     import orjson
@@ -82,6 +82,7 @@ class _State:
         self.recipe: Recipe | None = None
         self.paths: list[str] = []
         self.blocks: list[Any] = []
+        self.tokenizer: Any = None
         self.exact = False
         self.near: Any = None
 
@@ -97,12 +98,21 @@ def init_worker(recipe: Recipe) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
     _STATE.recipe = recipe
     _STATE.paths = [str(recipe.resolve(s.path)) for s in recipe.sources]
-    _STATE.blocks = record_blocks(recipe, _load_tokenizer(recipe))
+    _STATE.tokenizer = _load_tokenizer(recipe)
+    _STATE.blocks = record_blocks(recipe, _STATE.tokenizer)
     for block in _global_blocks(recipe):
         if isinstance(block, ExactDedup):
             _STATE.exact = True
         elif isinstance(block, NearDedup):
             _STATE.near = block
+
+
+def token_lengths(texts: list[str]) -> list[int] | None:
+    """Token counts for the build's statistics, with this worker's tokenizer (``None``
+    when the recipe names none)."""
+    from sftforge.data.stats import token_lengths as count
+
+    return None if _STATE.tokenizer is None else count(_STATE.tokenizer, texts)
 
 
 def _read_lines(

@@ -417,52 +417,24 @@ def build_dataset(
                 bar.advance(task, left)
             for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        raise
+    if pool is not None and not prepared:
+        pool.close()
+        pool.join()
+        pool = None
+    spool.seal()
+    try:  # a pool left open counts tokens for the statistics (its workers hold a tokenizer)
+        written, stats, split_counts, mix_report, selection = _finish(
+            recipe, out_dir, spool, sink, pool, tokenizer, log
+        )
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    spool.seal()
-    sources = np.asarray(spool.sources, dtype=np.int32)
-    codes = np.asarray(spool.codes, dtype=np.int8)
-    pools = {
-        s.name: ref_pool(np.flatnonzero(sources == i), codes[sources == i])
-        for i, s in enumerate(recipe.sources)
-    }
-    selection = _select(recipe, spool, pools, sink, log)
-    mixed, mix_report = _mix(recipe, spool, pools, sink)
-    train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
-
-    from sftforge.data.stats import DatasetStats
-    from sftforge.data.writer import SplitWriter
-
-    # Statistics on a sample per source and split: token-length histograms need
-    # thousands of samples, not millions (tokenizing everything would double the build).
-    if tokenizer is None:
-        tokenizer = _load_tokenizer(recipe)
-    stats = DatasetStats(tokenizer)
-    written = {}
-    for split, ids in (("train", train_ids), ("validation", val_ids)):
-        writer = SplitWriter(out_dir, split)
-        sampled: dict[int, int] = {}
-        sample: list[Conversation] = []
-        for i in ids:
-            line = spool.raw(i)
-            writer.write_raw(line)  # copied as it is; Arrow parses it for Parquet
-            src = spool.sources[i]
-            if sampled.get(src, 0) < _STATS_SAMPLE:
-                sampled[src] = sampled.get(src, 0) + 1
-                sample.append(conversation_from_row(loads(line)))
-        writer.close()
-        stats.observe(sample, split, count_splits=False)
-        stats.count_split(
-            split,
-            np.bincount(
-                np.asarray([spool.sources[i] for i in ids], dtype=np.int64),
-                minlength=len(recipe.sources),
-            ),
-            [s.name for s in recipe.sources],
-        )
-        written[split] = writer.count
     sink.close()
     spool.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -487,6 +459,71 @@ def build_dataset(
         )
     counts = {"read": sink.stages["read"].seen if "read" in sink.stages else 0, **written}
     return BuildResult(out_dir, manifest, report_path, counts)
+
+
+def _finish(
+    recipe: Recipe,
+    out_dir: Path,
+    spool: Spool,
+    sink: RejectSink,
+    pool: Any,
+    tokenizer: Any,
+    log: Log,
+) -> tuple[dict[str, int], Any, dict, Any, dict[str, Any]]:
+    """Everything after the stream: selection, mixing, splitting, writing the splits and
+    their statistics. Returns (written counts, stats, split counts, mix report, selection)."""
+    sources = np.asarray(spool.sources, dtype=np.int32)
+    codes = np.asarray(spool.codes, dtype=np.int8)
+    pools = {
+        s.name: ref_pool(np.flatnonzero(sources == i), codes[sources == i])
+        for i, s in enumerate(recipe.sources)
+    }
+    selection = _select(recipe, spool, pools, sink, log)
+    mixed, mix_report = _mix(recipe, spool, pools, sink)
+    train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
+
+    from sftforge.data.stats import DatasetStats
+    from sftforge.data.writer import SplitWriter
+
+    # Statistics on a sample per source and split: token-length histograms need
+    # thousands of samples, not millions (tokenizing everything would double the build).
+    count_tokens = None
+    if pool is not None and recipe.tokenizer:
+
+        def count_tokens(texts: list[str]) -> list[int]:
+            from sftforge.data.build_worker import token_lengths
+
+            half = (len(texts) + 1) // 2
+            first, second = pool.map(token_lengths, [texts[:half], texts[half:]])
+            return first + second
+
+    elif tokenizer is None:
+        tokenizer = _load_tokenizer(recipe)
+    stats = DatasetStats(tokenizer, count_tokens=count_tokens)
+    written = {}
+    for split, ids in (("train", train_ids), ("validation", val_ids)):
+        writer = SplitWriter(out_dir, split)
+        sampled: dict[int, int] = {}
+        sample: list[Conversation] = []
+        for i in ids:
+            line = spool.raw(i)
+            writer.write_raw(line)  # copied as it is; Arrow parses it for Parquet
+            src = spool.sources[i]
+            if sampled.get(src, 0) < _STATS_SAMPLE:
+                sampled[src] = sampled.get(src, 0) + 1
+                sample.append(conversation_from_row(loads(line)))
+        writer.close()
+        stats.observe(sample, split, count_splits=False)
+        stats.count_split(
+            split,
+            np.bincount(
+                np.asarray([spool.sources[i] for i in ids], dtype=np.int64),
+                minlength=len(recipe.sources),
+            ),
+            [s.name for s in recipe.sources],
+        )
+        written[split] = writer.count
+    return written, stats, split_counts, mix_report, selection
 
 
 def _progress(enabled: bool) -> Any:
