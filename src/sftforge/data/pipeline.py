@@ -7,6 +7,13 @@
       -> mix by the recipe's shares -> stratified split -> write JSONL + Parquet
       -> manifest.json, report.html, rejects.jsonl
 
+With ``num_proc > 1`` the per-record stages run in a process pool. Usually the workers
+also parse the JSON Lines and prepare each kept record for the main process (its output
+row serialised, its exact-duplicate digest and MinHash signature computed; see
+``build_worker.py`` and ``prepared.py``), so the one main process only de-duplicates,
+spools and writes. Builds with decontamination, and strict builds, ship conversations to
+the workers and back instead (``_parallel``).
+
 Memory stays bounded for the streamed stages: kept records live on disk in a spool file,
 and mixing and splitting work on integer ids; only semantic de-duplication and selection
 load a pool (they are meant for choosing from pools of up to about 100k samples).
@@ -66,6 +73,8 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
     return blocks
 
 
+# The conversation round trip (builds with decontamination or strict): the workers run the
+# record blocks on conversations read here and send the kept conversations back.
 class _CollectingSink(RejectSink):
     """A worker's sink: counts plus every reject as a dict, shipped back to the parent."""
 
