@@ -89,6 +89,12 @@ def peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the pool's workers)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -115,9 +121,11 @@ def main() -> int:
     print(f"reference: reading and validating alone: {n / read_s:,.0f} records/s")
 
     rec = load_recipe(recipe(tmp / "recipe.yaml", data, tmp / "out", args.num_proc))
+    cpu0, kids0 = time.process_time(), _children_cpu()
     t0 = time.perf_counter()
     result = build_dataset(rec, progress=sys.stderr.isatty(), log=lambda _: None)
     build_s = time.perf_counter() - t0
+    main_cpu, kids_cpu = time.process_time() - cpu0, _children_cpu() - kids0
     main_mb, child_mb = peak_rss_mb()
     rate = args.records / build_s
     stages = result.manifest["stages"]
@@ -126,6 +134,12 @@ def main() -> int:
     print(
         f"peak memory: main {main_mb:,.0f} MB, largest worker {child_mb:,.0f} MB "
         f"(target < 2,048 MB each): {'OK' if max(main_mb, child_mb) < 2048 else 'MISSED'}"
+    )
+    # CPU seconds are steadier than wall time on a shared machine: compare versions by these.
+    print(
+        f"cpu: main {main_cpu:.1f}s, workers {kids_cpu:.1f}s in all "
+        f"({(main_cpu + kids_cpu) / args.records * 1e6:.0f} us/record; main alone "
+        f"{main_cpu / args.records * 1e6:.0f} us/record)"
     )
     print(f"ratio build/read-only: {read_s / build_s:.2f}x of plain reading throughput")
     for name, c in stages.items():

@@ -192,3 +192,32 @@ def test_build_is_deterministic_and_parallel_matches_serial(tmp_path, planted, b
     b = (again.out_dir / "train.jsonl").read_text(encoding="utf-8")
     assert a == b
     assert again.manifest["stages"] == built.manifest["stages"]
+
+
+def test_parallel_build_with_prepared_records_matches_serial(tmp_path, planted):
+    """Without decontamination the workers parse JSON Lines and prepare the records for
+    de-duplication (``build_worker.py``): the output, counts and rejects equal the serial
+    build's."""
+    results = {}
+    for procs in (1, 2):
+        folder = tmp_path / f"p{procs}"
+        folder.mkdir()
+        dedup = {"exact": True, "near": {"threshold": 0.7}}
+        recipe = load_recipe(write_recipe(folder, planted, num_proc=procs, dedup=dedup))
+        results[procs] = build_dataset(
+            recipe, output=folder / "out", progress=False, log=lambda _: None
+        )
+    serial, parallel = results[1], results[2]
+    for name in ("train.jsonl", "validation.jsonl"):
+        a = (serial.out_dir / name).read_bytes()
+        assert a and a == (parallel.out_dir / name).read_bytes(), name
+    assert parallel.manifest["stages"] == serial.manifest["stages"]
+    assert parallel.manifest["stages"]["exact_dedup"]["rejected"]
+    # statistics: token lengths counted by the pool's workers equal the main process's
+    assert parallel.manifest["stats"] == serial.manifest["stats"]
+    assert "length_tokens" in next(iter(parallel.manifest["stats"].values()))
+
+    def key(r: dict) -> tuple:
+        return (r["where"], r["stage"], r["reason"])
+
+    assert sorted(rejects(parallel), key=key) == sorted(rejects(serial), key=key)

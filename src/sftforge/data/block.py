@@ -118,6 +118,15 @@ class RejectSink:
         if self._fh is not None:
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
+    def add_line(self, stage: str, reason: str, line: str) -> None:
+        """Take a reject already counted and serialised as a JSON line elsewhere (a worker
+        process): write it as it is; only the few kept as examples are parsed back."""
+        bucket = self.examples.setdefault((stage, reason), [])
+        if len(bucket) < self.max_examples:
+            bucket.append(json.loads(line))
+        if self._fh is not None:
+            self._fh.write(line + "\n")
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

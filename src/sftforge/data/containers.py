@@ -66,6 +66,9 @@ __all__ = [
     "iter_json",
     "iter_jsonl",
     "iter_txt",
+    "jsonl_lines",
+    "open_binary",
+    "parse_jsonl_line",
     "read_records",
     "where",
 ]
@@ -151,7 +154,8 @@ def _is_saved_dataset(p: Path) -> bool:
     )
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> IO[bytes]:
+    """A file for reading bytes, decompressed on the fly when it ends in ``.gz``."""
     if path.suffix.lower() == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb", buffering=_CHUNK)
@@ -185,7 +189,7 @@ def read_records(
     elif kind in ("csv", "tsv"):
         yield from _iter_csv(p, source, "\t" if kind == "tsv" else ",")
     else:
-        with _open_binary(p) as fh:
+        with open_binary(p) as fh:
             if kind == "jsonl":
                 yield from iter_jsonl(fh, source)
             elif kind == "txt":
@@ -239,23 +243,31 @@ def _bad_line(line: bytes, exc: ValueError) -> BadRecord:
     )
 
 
-def iter_jsonl(
-    fh: IO[bytes], source: str, *, first_line: int = 1
-) -> Iterator[tuple[Location, Any]]:
-    """JSON Lines from a binary stream; blank lines are skipped (and not counted)."""
-    loads = _loads
-    index = 0
+def jsonl_lines(fh: IO[bytes], *, first_line: int = 1) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` of the non-blank lines of a JSON Lines stream (a leading
+    BOM removed), unparsed: the build pipeline parses them in its worker processes."""
     for lineno, line in enumerate(fh, first_line):
         if line.isspace():
             continue
         if lineno == first_line and line.startswith(_BOM):
             line = line[3:]
-        try:
-            rec = loads(line)
-        except ValueError as exc:  # orjson and json errors, and UnicodeDecodeError
-            rec = _bad_line(line, exc)
-        yield {"source": source, "line": lineno, "index": index}, rec
-        index += 1
+        yield lineno, line
+
+
+def parse_jsonl_line(line: bytes) -> Any:
+    """One JSON Lines record, or a :class:`BadRecord` saying why it does not parse."""
+    try:
+        return _loads(line)
+    except ValueError as exc:  # orjson and json errors, and UnicodeDecodeError
+        return _bad_line(line, exc)
+
+
+def iter_jsonl(
+    fh: IO[bytes], source: str, *, first_line: int = 1
+) -> Iterator[tuple[Location, Any]]:
+    """JSON Lines from a binary stream; blank lines are skipped (and not counted)."""
+    for index, (lineno, line) in enumerate(jsonl_lines(fh, first_line=first_line)):
+        yield {"source": source, "line": lineno, "index": index}, parse_jsonl_line(line)
 
 
 # -- JSON (arrays and value streams) --------------------------------------------------------

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from sftforge.data.block import Rejected, RejectSink, chunks, conversation_text
 from sftforge.data.minhash import (
@@ -50,6 +51,7 @@ from sftforge.data.minhash import (
     signatures_from_shingles,
     tokenize,
 )
+from sftforge.data.prepared import Prepared
 from sftforge.errors import SftForgeError
 from sftforge.types import Conversation
 
@@ -60,6 +62,7 @@ __all__ = [
     "ExactDedup",
     "NearDedup",
     "SemanticDedup",
+    "exact_digest",
     "exact_key",
     "text_selector",
 ]
@@ -218,7 +221,9 @@ class DuplicateClusters:
 
 # -- exact ---------------------------------------------------------------------------------------
 def _normalise(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    if not text.isascii():  # NFKC leaves ASCII as it is; isascii is far cheaper to ask
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().split())
 
 
 def exact_key(conv: Conversation) -> str:
@@ -240,6 +245,22 @@ def exact_key(conv: Conversation) -> str:
     return "\x1e".join(parts)
 
 
+def exact_digest(conv: Conversation) -> bytes:
+    """The 128-bit xxh3 digest of :func:`exact_key`: what :class:`ExactDedup` compares
+    (computed in the build's worker processes, or by the block itself)."""
+    return xxhash.xxh3_128_digest(exact_key(conv).encode("utf-8", "surrogatepass"))
+
+
+def _conversation(item: Any) -> Conversation:
+    """The conversation of a stream item: itself, or a prepared record's, rebuilt (only
+    rejects need it)."""
+    return item.conversation if type(item) is Prepared else item
+
+
+def _item_provenance(item: Any) -> tuple[Any, ...]:
+    return item.provenance if type(item) is Prepared else _provenance(item.meta)
+
+
 class ExactDedup:
     """Drop conversations equal to an earlier kept one after normalisation (see
     :func:`exact_key`). Streaming; memory: one 128-bit xxh3 hash (plus a reference to the
@@ -254,23 +275,22 @@ class ExactDedup:
     def run(
         self, conversations: Iterable[Conversation], sink: RejectSink
     ) -> Iterator[Conversation]:
-        import xxhash
-
-        hasher = xxhash.xxh3_128_intdigest
         counts = sink.stage(self.name)
         self.clusters = clusters = DuplicateClusters(self.max_clusters)
-        first: dict[int, int] = {}  # hash -> position of the kept sample
+        first: dict[bytes, int] = {}  # digest -> position of the kept sample
         metas: dict[int, Any] = {}  # position -> meta (of kept samples only)
-        for pos, conv in enumerate(conversations):
+        for pos, item in enumerate(conversations):
             counts.seen += 1
-            h = hasher(exact_key(conv).encode("utf-8", "surrogatepass"))
+            # prepared records (parallel builds) carry the digest their worker computed
+            h = item.exact if type(item) is Prepared else exact_digest(item)
             kept_pos = first.get(h)
             if kept_pos is None:
                 first[h] = pos
-                metas[pos] = _provenance(conv.meta)
+                metas[pos] = _item_provenance(item)
                 counts.kept += 1
-                yield conv
+                yield item
                 continue
+            conv = _conversation(item)
             kept_where = _where(metas[kept_pos], kept_pos)
             sink.reject(
                 Rejected(
@@ -286,23 +306,39 @@ class ExactDedup:
 
 # -- near ----------------------------------------------------------------------------------------
 class _SignatureStore:
-    """Signatures of the kept (indexed) samples, for checking LSH candidates."""
+    """Signatures of the kept (indexed) samples, for checking LSH candidates. Stored in
+    fixed-size blocks: growing one array by doubling held the old and the new copy at once
+    (768 MB at a million samples of 128 bins), the peak memory of a build."""
+
+    BLOCK = 1 << 16  # rows per block (32 MB at 128 bins)
 
     def __init__(self, num_perm: int) -> None:
-        self.data = np.zeros((1024, num_perm), dtype=np.uint32)
+        self.num_perm = num_perm
+        self.blocks: list[np.ndarray] = []
         self.size = 0
 
     def extend(self, rows: np.ndarray) -> np.ndarray:
         """Append rows; returns their ids."""
-        need = self.size + rows.shape[0]
-        if need > self.data.shape[0]:
-            grown = np.zeros((max(need, 2 * self.data.shape[0]), self.data.shape[1]), np.uint32)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : need] = rows
-        ids = np.arange(self.size, need, dtype=np.int64)
-        self.size = need
+        ids = np.arange(self.size, self.size + rows.shape[0], dtype=np.int64)
+        done = 0
+        while done < rows.shape[0]:
+            at = self.size % self.BLOCK
+            if at == 0:
+                self.blocks.append(np.empty((self.BLOCK, self.num_perm), dtype=np.uint32))
+            take = min(self.BLOCK - at, rows.shape[0] - done)
+            self.blocks[-1][at : at + take] = rows[done : done + take]
+            done += take
+            self.size += take
         return ids
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of ``ids``."""
+        out = np.empty((ids.size, self.num_perm), dtype=np.uint32)
+        block_of = ids // self.BLOCK
+        for b in np.unique(block_of).tolist():
+            sel = block_of == b
+            out[sel] = self.blocks[b][ids[sel] % self.BLOCK]
+        return out
 
 
 def _jaccard_rows(a: np.ndarray, b: np.ndarray, batch: int = 1 << 14) -> np.ndarray:
@@ -374,6 +410,11 @@ class NearDedup:
         doc, hashes = shingle_hashes(batch, self.ngram, self.cjk_ngram)
         return signatures_from_shingles(doc, hashes, len(texts), self.num_perm)
 
+    def signatures_of(self, conversations: Sequence[Conversation]) -> tuple[np.ndarray, np.ndarray]:
+        """``(signatures, empty)`` of conversations (of this block's text field): what a
+        build's worker processes compute for the block."""
+        return self.signatures([self._text(c) for c in conversations])
+
     def run(
         self, conversations: Iterable[Conversation], sink: RejectSink
     ) -> Iterator[Conversation]:
@@ -393,18 +434,25 @@ class NearDedup:
 
         offset = 0
         for chunk in chunks(conversations, self.chunk_size):
-            texts = [self._text(c) for c in chunk]
-            dup_of, score, new_ids = self._judge(texts, index, store)
+            texts: list[str] | None = None
+            if type(chunk[0]) is Prepared:  # signatures computed by the worker processes
+                sig = np.stack([c.sig for c in chunk])
+                empty = np.fromiter((c.empty for c in chunk), dtype=bool, count=len(chunk))
+            else:
+                texts = [self._text(c) for c in chunk]
+                sig, empty = self.signatures(texts)
+            dup_of, score, new_ids = self._judge(sig, empty, index, store)
             for local in new_ids:
-                kept_meta.append(_provenance(chunk[local].meta))
+                kept_meta.append(_item_provenance(chunk[local]))
                 kept_pos.append(offset + local)
-            for i, conv in enumerate(chunk):
+            for i, item in enumerate(chunk):
                 counts.seen += 1
                 kid = dup_of[i]
                 if kid < 0:
                     counts.kept += 1
-                    yield conv
+                    yield item
                     continue
+                conv = _conversation(item)
                 j = score[i]
                 target = kept_where(kid)
                 sink.reject(
@@ -416,16 +464,16 @@ class NearDedup:
                         duplicate_of=target,
                     )
                 )
-                clusters.add(kid, target, conv, offset + i, texts[i], score=j)
+                text = texts[i] if texts is not None else self._text(conv)
+                clusters.add(kid, target, conv, offset + i, text, score=j)
             offset += len(chunk)
 
     def _judge(
-        self, texts: list[str], index: BandIndex, store: _SignatureStore
+        self, sig: np.ndarray, empty: np.ndarray, index: BandIndex, store: _SignatureStore
     ) -> tuple[list[int], list[float], list[int]]:
-        """For one chunk: the kept id each text duplicates (-1: keep it), the estimated
-        Jaccard, and the chunk positions of the newly indexed texts (in id order)."""
-        n, b = len(texts), self.bands
-        sig, empty = self.signatures(texts)
+        """For one chunk's signatures: the kept id each text duplicates (-1: keep it), the
+        estimated Jaccard, and the chunk positions of the newly indexed texts (in id order)."""
+        n, b = sig.shape[0], self.bands
         keys = band_keys(sig, b, self.rows)
         dup = np.full(n, -1, dtype=np.int64)  # global kept id
         dup_local = np.full(n, -1, dtype=np.int64)  # an earlier row of this chunk
@@ -437,7 +485,7 @@ class NearDedup:
         if qi.size:
             pairs = np.unique((valid[qi // b] << 32) | ids)  # sorted by row, then id
             rows, ids = pairs >> 32, pairs & 0xFFFFFFFF
-            jac = _jaccard_rows(store.data[ids], sig[rows])
+            jac = _jaccard_rows(store.take(ids), sig[rows])
             ok = jac >= self._cut
             rows, ids, jac = rows[ok], ids[ok], jac[ok]
             first = np.ones(rows.size, dtype=bool)
@@ -453,7 +501,7 @@ class NearDedup:
 
         kept = np.flatnonzero((dup < 0) & (dup_local < 0) & ~empty)
         new_ids = store.extend(sig[kept])
-        index.add(keys[kept].reshape(-1), np.repeat(new_ids, b))
+        index.add(keys[kept].reshape(-1), np.repeat(new_ids.astype(np.uint32), b))  # 4 B an id
         local_to_id = dict(zip(kept.tolist(), new_ids.tolist(), strict=True))
         out = dup.tolist()
         for row in np.flatnonzero(dup_local >= 0).tolist():

@@ -33,16 +33,14 @@ import fnmatch
 import inspect
 import re
 import weakref
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
-import numpy as np
-
 from sftforge.data.block import Filter, Rejected, RejectSink, chunks
 from sftforge.data.clean import CLEANERS, BlockConfigError, Transform, check_roles
+from sftforge.data.langid_vec import LangId
+from sftforge.data.langid_vec import langid as langid_model
 from sftforge.types import Conversation, Message
 
 __all__ = [
@@ -65,6 +63,8 @@ __all__ = [
 ]
 
 Verdict = tuple[str, str] | None
+#: A language judgement: (status, detected language, probability).
+Judgement = tuple[str, str | None, float]
 
 # -- shared helpers ----------------------------------------------------------------------------
 
@@ -472,52 +472,8 @@ class RepetitionFilter(Filter):
 # -- language ----------------------------------------------------------------------------------
 
 
-class _LangId:
-    """langid.py's model, classified with a sparse dot product.
-
-    Same features and arithmetic as ``langid.langid.LanguageIdentifier.classify`` with
-    normalised probabilities, but only the rows of the features present in the text are
-    multiplied (langid multiplies a dense 7480-feature vector for every call).
-    """
-
-    def __init__(self) -> None:
-        from langid.langid import LanguageIdentifier, model
-
-        ident = LanguageIdentifier.from_modelstring(model, norm_probs=True)
-        self.nextmove = ident.tk_nextmove
-        self.output = ident.tk_output
-        self.ptc = np.asarray(ident.nb_ptc, dtype=np.float64)
-        self.pc = np.asarray(ident.nb_pc, dtype=np.float64)
-        self.classes = [str(c) for c in ident.nb_classes]
-
-    def classify(self, text: str) -> tuple[str, float]:
-        nextmove = self.nextmove
-        state = 0
-        visited = []
-        append = visited.append
-        for byte in text.encode("utf-8", "replace"):  # "replace": lone surrogates
-            state = nextmove[(state << 8) + byte]
-            append(state)
-        features: dict[int, int] = {}
-        output = self.output
-        for s, count in Counter(visited).items():
-            for index in output.get(s, ()):
-                features[index] = features.get(index, 0) + count
-        if features:
-            idx = np.fromiter(features.keys(), dtype=np.intp, count=len(features))
-            cnt = np.fromiter(features.values(), dtype=np.float64, count=len(features))
-            logp = cnt @ self.ptc[idx] + self.pc
-        else:
-            logp = self.pc.copy()
-        best = int(np.argmax(logp))
-        with np.errstate(over="ignore"):
-            prob = 1.0 / float(np.exp(logp - logp[best]).sum())
-        return self.classes[best], prob
-
-
-@lru_cache(maxsize=1)
-def _langid() -> _LangId:
-    return _LangId()
+def _langid() -> LangId:
+    return langid_model()
 
 
 def language_codes() -> list[str]:
@@ -593,6 +549,9 @@ class LanguageFilter(Filter):
     mostly of Han characters without kana is Chinese. Every rejection is langid's own
     verdict (see :func:`detect_language`) on the first ``sample_chars`` characters.
 
+    Conversations are judged ``batch_size`` at a time, with one vectorised langid call for
+    all the texts of a batch that the cheap checks leave open.
+
     Reason ``wrong_language``; detail like ``answer: detected fr (p=0.99), expected en``.
     """
 
@@ -609,6 +568,7 @@ class LanguageFilter(Filter):
         min_letter_ratio: float = 0.5,
         skip_translations: bool = True,
         sample_chars: int = 500,
+        batch_size: int = 512,
     ) -> None:
         n = self.name
         known = set(language_codes())
@@ -645,6 +605,7 @@ class LanguageFilter(Filter):
         self.min_letter_ratio = _check_ratio(n, "min_letter_ratio", min_letter_ratio)
         self.skip_translations = bool(skip_translations)
         self.sample_chars = _check_number(n, "sample_chars", sample_chars, low=20)
+        self.batch_size = _check_number(n, "batch_size", batch_size, low=1)
         self._by_source: dict[Any, frozenset[str] | None] = {}
 
     def expected_for(self, source: Any) -> frozenset[str] | None:
@@ -666,6 +627,14 @@ class LanguageFilter(Filter):
     def judge(self, text: str, expected: frozenset[str]) -> tuple[str, str | None, float]:
         """``(status, lang, prob)`` for one text: status ``"unjudged"`` (too short, code-like
         or an uncertain detection), ``"expected"`` or ``"wrong"``."""
+        screened = self._screen(text, expected)
+        if screened is not None:
+            return screened
+        return self._decide(*detect_language(text, max_chars=self.sample_chars), expected)
+
+    def _screen(self, text: str, expected: frozenset[str]) -> Judgement | None:
+        """:meth:`judge` without langid: the judgement, or ``None`` when only langid can
+        tell (then on the first ``sample_chars`` characters)."""
         text = text[: self.sample_chars]
         non_space = len(text) - text.count(" ") - text.count("\n") - text.count("\t")
         words = None
@@ -693,7 +662,9 @@ class LanguageFilter(Filter):
             return "expected", "zh", 1.0
         if looks_like_code(text):
             return "unjudged", None, 0.0
-        lang, prob = detect_language(text, max_chars=self.sample_chars)
+        return None
+
+    def _decide(self, lang: str, prob: float, expected: frozenset[str]) -> Judgement:
         if lang in expected:
             return "expected", lang, prob
         if prob < self.min_confidence:
@@ -714,17 +685,51 @@ class LanguageFilter(Filter):
         return "\n".join(prompt), "\n".join(answer), translation
 
     def check(self, conversation: Conversation) -> Verdict:
-        expected = self.expected_for(conversation.meta.get("source"))
-        if expected is None:
-            return None
-        prompt, answer, translation = self._parts(conversation)
-        if self.mode == "combined":
-            half = self.sample_chars // 2
-            head = prompt[: max(half, self.sample_chars - len(answer))]
-            parts = [("prompt+answer", f"{head}\n{answer}")]
-        else:
-            parts = [("prompt", prompt)] + ([] if translation else [("answer", answer)])
-        results = [(name, *self.judge(text, expected)) for name, text in parts]
+        return self.check_batch([conversation])[0]
+
+    def check_batch(self, conversations: Sequence[Conversation]) -> list[Verdict]:
+        """Verdicts for many conversations, with one langid call for every text the cheap
+        checks leave open (langid is vectorised over texts, see ``langid_vec.py``)."""
+        plans: list[tuple[frozenset[str], list[tuple[str, Judgement | int]]] | None] = []
+        open_texts: list[str] = []
+        for conv in conversations:
+            expected = self.expected_for(conv.meta.get("source"))
+            if expected is None:
+                plans.append(None)
+                continue
+            prompt, answer, translation = self._parts(conv)
+            if self.mode == "combined":
+                half = self.sample_chars // 2
+                head = prompt[: max(half, self.sample_chars - len(answer))]
+                parts = [("prompt+answer", f"{head}\n{answer}")]
+            else:
+                parts = [("prompt", prompt)] + ([] if translation else [("answer", answer)])
+            entries: list[tuple[str, Judgement | int]] = []
+            for name, text in parts:
+                screened = self._screen(text, expected)
+                if screened is None:  # an index into the texts langid will judge
+                    entries.append((name, len(open_texts)))
+                    open_texts.append(text[: self.sample_chars])
+                else:
+                    entries.append((name, screened))
+            plans.append((expected, entries))
+        detected = _langid().classify_batch(open_texts)
+        verdicts: list[Verdict] = []
+        for plan in plans:
+            if plan is None:
+                verdicts.append(None)
+                continue
+            expected, entries = plan
+            results = [
+                (name, *(self._decide(*detected[j], expected) if isinstance(j, int) else j))
+                for name, j in entries
+            ]
+            verdicts.append(self._verdict(results, expected))
+        return verdicts
+
+    def _verdict(
+        self, results: list[tuple[str, str, str | None, float]], expected: frozenset[str]
+    ) -> Verdict:
         wrong = [r for r in results if r[1] == "wrong"]
         if not wrong or (self.mode == "any" and any(r[1] == "expected" for r in results)):
             return None
@@ -732,6 +737,19 @@ class LanguageFilter(Filter):
             f"{name}: detected {lang} (p={prob:.2f})" for name, _, lang, prob in wrong
         )
         return "wrong_language", f"{detail}, expected {'/'.join(sorted(expected))}"
+
+    def run(
+        self, conversations: Iterable[Conversation], sink: RejectSink
+    ) -> Iterator[Conversation]:
+        counts = sink.stage(self.name)
+        for chunk in chunks(conversations, self.batch_size):
+            for conv, verdict in zip(chunk, self.check_batch(chunk), strict=True):
+                counts.seen += 1
+                if verdict is None:
+                    counts.kept += 1
+                    yield conv
+                else:
+                    sink.reject(Rejected(verdict[0], self.name, verdict[1], conversation=conv))
 
 
 # -- placeholders ------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ __all__ = [
     "REASONS",
     "STAGE",
     "FormatError",
+    "RecordConverter",
     "RecordError",
     "RejectedRecordsWarning",
     "detect_format",
@@ -603,6 +604,71 @@ def _record_id(rec: Mapping[str, Any]) -> Any:
     return None
 
 
+class RecordConverter:
+    """The per-record half of :func:`read_source`: validate one raw record and convert it,
+    counting it in ``sink``'s ``read`` stage (a bad record goes to the sink, or raises
+    :class:`RecordError` when strict). The build pipeline runs this in worker processes on
+    lines its main process has only split, so it is the one implementation of the rules.
+
+    With ``format="auto"`` the format is detected from the first record of each source
+    file (``loc["source"]``) and kept for the rest of that file.
+    """
+
+    def __init__(
+        self,
+        *,
+        format: str = "auto",
+        column_map: Mapping[str, str] | None = None,
+        sink: RejectSink,
+        strict: bool = False,
+        max_field_chars: int = 200_000,
+    ) -> None:
+        self.fixed = None if format == "auto" else _canonical(format)
+        self.top, self.items = _split_column_map(column_map)
+        self.sink = sink
+        self.strict = strict or sink.strict
+        self.counts = sink.stage(STAGE)
+        self.max_field_chars = max_field_chars
+        self.format = self.fixed
+        self._convert = _CONVERTERS[self.fixed] if self.fixed else None
+        self._detected_for: Any = None  # auto-detection runs once per source file
+
+    def __call__(self, loc: Location, rec: Any) -> Conversation | None:
+        """The conversation of one record, or ``None`` when it was rejected."""
+        self.counts.seen += 1
+        if type(rec) is BadRecord:
+            _reject(self.sink, self.strict, rec.reason, rec.detail, None, loc, rec.raw)
+            return None
+        raw = rec
+        rec = _apply_column_map(rec, self.top, self.items)
+        if self.fixed is None and loc["source"] != self._detected_for:
+            fmt = _detect_record(rec)
+            if fmt is None:
+                self.counts.seen -= 1  # nothing was judged: the whole source is unreadable
+                raise _undetected(rec, where(loc))
+            self._detected_for, self.format, self._convert = loc["source"], fmt, _CONVERTERS[fmt]
+        fmt = self.format
+        if fmt == "openai" and isinstance(rec, list):
+            rec = {"messages": rec}
+        if not isinstance(rec, Mapping):
+            detail = f"a record must be a JSON object, got {_type(rec)}"
+            _reject(self.sink, self.strict, "wrong_type", detail, None, loc, raw)
+            return None
+        meta = loc  # a fresh dict per record
+        meta["format"] = fmt
+        if (rid := _record_id(rec)) is not None:
+            meta["id"] = rid
+        if "label" in rec:
+            meta["label"] = rec["label"]
+        try:
+            conv = self._convert(rec, meta, self.max_field_chars)  # type: ignore[misc]
+        except _Bad as bad:
+            _reject(self.sink, self.strict, bad.reason, bad.detail, bad.field, loc, raw)
+            return None
+        self.counts.kept += 1
+        return conv
+
+
 def read_source(
     path: str | os.PathLike[str],
     *,
@@ -623,54 +689,26 @@ def read_source(
     rejected``). With ``strict=True``, or a ``RejectSink(strict=True)``, the first bad
     record raises :class:`RecordError` naming file, line and field instead.
     """
-    fixed = None if format == "auto" else _canonical(format)
-    top, items = _split_column_map(column_map)
-    if fixed is None and (
+    if format == "auto" and (
         container == "txt"
         or (container == "auto" and os.path.isfile(path) and container_of(path) == "txt")
     ):
-        fixed = "text"  # plain text has no fields to detect a format from
+        format = "text"  # plain text has no fields to detect a format from
     own_sink = sink is None
     sink = RejectSink() if sink is None else sink
-    strict = strict or sink.strict
-    counts = sink.stage(STAGE)
+    convert = RecordConverter(
+        format=format,
+        column_map=column_map,
+        sink=sink,
+        strict=strict,
+        max_field_chars=max_field_chars,
+    )
+    counts = convert.counts
     rejected_before = sum(counts.rejected.values())
-    fmt = fixed
-    convert = _CONVERTERS[fixed] if fixed else None
-    detected_for = None  # auto-detection runs once per source file (directories hold many)
-
     for loc, rec in read_records(path, container=container):
-        counts.seen += 1
-        if type(rec) is BadRecord:
-            _reject(sink, strict, rec.reason, rec.detail, None, loc, rec.raw)
-            continue
-        raw = rec
-        rec = _apply_column_map(rec, top, items)
-        if fixed is None and loc["source"] != detected_for:
-            fmt = _detect_record(rec)
-            if fmt is None:
-                counts.seen -= 1  # nothing was judged: the whole source is unreadable
-                raise _undetected(rec, where(loc))
-            detected_for, convert = loc["source"], _CONVERTERS[fmt]
-        if fmt == "openai" and isinstance(rec, list):
-            rec = {"messages": rec}
-        if not isinstance(rec, Mapping):
-            detail = f"a record must be a JSON object, got {_type(rec)}"
-            _reject(sink, strict, "wrong_type", detail, None, loc, raw)
-            continue
-        meta = loc  # a fresh dict per record
-        meta["format"] = fmt
-        if (rid := _record_id(rec)) is not None:
-            meta["id"] = rid
-        if "label" in rec:
-            meta["label"] = rec["label"]
-        try:
-            conv = convert(rec, meta, max_field_chars)  # type: ignore[misc]
-        except _Bad as bad:
-            _reject(sink, strict, bad.reason, bad.detail, bad.field, loc, raw)
-            continue
-        counts.kept += 1
-        yield conv
+        conv = convert(loc, rec)
+        if conv is not None:
+            yield conv
 
     new = sum(counts.rejected.values()) - rejected_before
     if own_sink and new:

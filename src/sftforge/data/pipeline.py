@@ -7,6 +7,13 @@
       -> mix by the recipe's shares -> stratified split -> write JSONL + Parquet
       -> manifest.json, report.html, rejects.jsonl
 
+With ``num_proc > 1`` the per-record stages run in a process pool. Usually the workers
+also parse the JSON Lines and prepare each kept record for the main process (its output
+row serialised, its exact-duplicate digest and MinHash signature computed; see
+``build_worker.py`` and ``prepared.py``), so the one main process only de-duplicates,
+spools and writes. Builds with decontamination, and strict builds, ship conversations to
+the workers and back instead (``_parallel``).
+
 Memory stays bounded for the streamed stages: kept records live on disk in a spool file,
 and mixing and splitting work on integer ids; only semantic de-duplication and selection
 load a pool (they are meant for choosing from pools of up to about 100k samples).
@@ -22,6 +29,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +38,11 @@ from typing import Any
 import numpy as np
 
 from sftforge.data.block import Rejected, RejectSink, StageCounts, chunks
+from sftforge.data.build_worker import init_worker, tag_source
 from sftforge.data.mix import MULTI, SINGLE, TEXT, turn_code
+from sftforge.data.prepared import Prepared, PreparedBatch, loads
 from sftforge.data.recipe import Recipe, RecipeError
-from sftforge.data.writer import conversation_from_row, row
+from sftforge.data.writer import conversation_from_row, row_line
 from sftforge.types import Conversation
 
 Log = Callable[[str], None]
@@ -63,6 +73,8 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
     return blocks
 
 
+# The conversation round trip (builds with decontamination or strict): the workers run the
+# record blocks on conversations read here and send the kept conversations back.
 class _CollectingSink(RejectSink):
     """A worker's sink: counts plus every reject as a dict, shipped back to the parent."""
 
@@ -118,7 +130,10 @@ class Spool:
 
     def add(self, conv: Conversation, source: int, code: int, source_name: str) -> None:
         # Stored as the output row, so writing the dataset is a copy, not a re-encode.
-        line = (json.dumps(row(conv, source_name), ensure_ascii=False) + "\n").encode("utf-8")
+        self.add_line(row_line(conv, source_name), source, code)
+
+    def add_line(self, line: bytes, source: int, code: int) -> None:
+        """Add a row already serialised by :func:`~sftforge.data.writer.row_line`."""
         self._fh.write(line)
         self.offsets.append(self._pos)
         self._pos += len(line)
@@ -136,8 +151,12 @@ class Spool:
         return len(self.sources)
 
     def line(self, i: int) -> str:
+        return self.raw(i).decode("utf-8")
+
+    def raw(self, i: int) -> bytes:
+        """Record ``i``'s row as stored: one UTF-8 JSON line, newline included."""
         assert self._map is not None
-        return self._map[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+        return self._map[self.offsets[i] : self.offsets[i + 1]]
 
     def get(self, i: int) -> Conversation:
         return conversation_from_row(json.loads(self.line(i)))
@@ -190,25 +209,6 @@ def _load_tokenizer(recipe: Recipe) -> Any:
     return load_tokenizer(recipe.tokenizer)
 
 
-def _tag(
-    convs: Iterable[Conversation],
-    name: str,
-    label: bool | None,
-    sink: RejectSink,
-    stage: StageCounts,
-) -> Iterator[Conversation]:
-    """Name the source in meta; apply the recipe's label filter (KTO-style data)."""
-    for conv in convs:
-        stage.seen += 1
-        if label is not None and conv.meta.get("label") is not label:
-            sink.reject(
-                Rejected("label_filtered", "source", f"label != {label}", conversation=conv)
-            )
-            continue
-        stage.kept += 1
-        yield Conversation(conv.messages, conv.tools, {**conv.meta, "source_name": name}, conv.kind)
-
-
 def _parallel(
     pool: Any, chunks: Iterator[list[Conversation]], sink: RejectSink, inflight: int
 ) -> Iterator[Conversation]:
@@ -225,6 +225,83 @@ def _parallel(
         kept, counts, records = job.get()
         _merge_counts(sink, counts, records)
         yield from kept
+
+
+def _prepared_parallel(
+    pool: Any, tasks: Iterator[tuple[Any, ...]], sink: RejectSink, inflight: int
+) -> Iterator[Prepared]:
+    """Run tasks in the pool (``build_worker.run_task``), a bounded number in flight, and
+    yield the prepared records in input order; counts and rejects are merged as each
+    chunk comes back."""
+    from sftforge.data.build_worker import run_task
+
+    pending: deque[Any] = deque()
+
+    def collect(batch: PreparedBatch) -> list[Prepared]:
+        _merge_counts(sink, batch.counts, [])
+        for stage, reason, line in batch.rejects:
+            sink.add_line(stage, reason, line)
+        return batch.items()
+
+    for task in tasks:
+        pending.append(pool.apply_async(run_task, (task,)))
+        if len(pending) >= inflight:
+            yield from collect(pending.popleft().get())
+    while pending:
+        yield from collect(pending.popleft().get())
+
+
+def _jsonl_format(recipe: Recipe, src: Any) -> str | None:
+    """The format of a JSON Lines source whose lines the workers can parse (None: read
+    it in the main process). Detected here, once per file, as ``read_source`` does."""
+    from sftforge.data.containers import container_of
+    from sftforge.data.formats import FormatError, detect_format
+
+    path = recipe.resolve(src.path)
+    if not path.is_file() or container_of(path) != "jsonl":
+        return None
+    if src.format != "auto":
+        return str(src.format)
+    try:
+        return detect_format(str(path), column_map=dict(src.column_map) or None)
+    except FormatError:
+        return None  # read_source reports it (or rejects every line of a file of bad lines)
+
+
+def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Iterator[tuple]:
+    """Chunks of every source in order, for ``build_worker.run_task``: raw lines of JSON
+    Lines files (parsed in the workers), conversations read here from anything else."""
+    from sftforge.data.containers import jsonl_lines, open_binary
+    from sftforge.data.formats import read_source
+
+    for sid, src in enumerate(recipe.sources):
+        path = recipe.resolve(src.path)
+        fmt = _jsonl_format(recipe, src)
+        if fmt is None:
+            stream = read_source(
+                str(path),
+                format=src.format,
+                column_map=dict(src.column_map) or None,
+                sink=sink,
+                strict=recipe.strict,
+            )
+            tagged = tag_source(stream, src.name, src.filter_label, sink, source_stage)
+            for chunk in chunks(tagged, _CHUNK):
+                yield ("convs", sid, chunk)
+            continue
+        index = 0
+        linenos: list[int] = []
+        lines: list[bytes] = []
+        with open_binary(path) as fh:
+            for lineno, line in jsonl_lines(fh):
+                linenos.append(lineno)
+                lines.append(line)
+                if len(lines) == _CHUNK:
+                    yield ("lines", sid, fmt, index, linenos, lines)
+                    index += len(lines)
+                    linenos, lines = [], []
+        if lines:
+            yield ("lines", sid, fmt, index, linenos, lines)
 
 
 def _global_blocks(recipe: Recipe) -> list[Any]:
@@ -270,8 +347,12 @@ def build_dataset(
     work = out_dir / ".work"
     work.mkdir(exist_ok=True)
     procs = num_proc or recipe.num_proc
-    tokenizer = _load_tokenizer(recipe)
+    # Loaded here only when the record blocks run here; otherwise after the stream, for
+    # statistics (importing the tokenizer stack costs seconds and hundreds of MB, which
+    # would add to the de-duplication index at the peak of the main process's memory).
+    tokenizer = _load_tokenizer(recipe) if procs <= 1 else None
     global_blocks = _global_blocks(recipe)
+    from sftforge.data.dedup import ExactDedup, NearDedup
     from sftforge.data.formats import read_source
 
     sink = RejectSink(out_dir / "rejects.jsonl", strict=recipe.strict)
@@ -284,9 +365,18 @@ def build_dataset(
     for block in global_blocks:
         sink.stage(block.name)
     pool = None
+    # Workers read, filter and prepare records for exact and near de-duplication; other
+    # global blocks (decontamination) need conversations, and strict builds must stop at
+    # the first reject, so those build with conversations shipped both ways.
+    prepared = (
+        procs > 1
+        and not recipe.strict
+        and all(isinstance(b, (ExactDedup, NearDedup)) for b in global_blocks)
+    )
     if procs > 1:
         ctx = mp.get_context("spawn")
-        pool = ctx.Pool(procs, initializer=_init_worker, initargs=(recipe,))
+        init = init_worker if prepared else _init_worker
+        pool = ctx.Pool(procs, initializer=init, initargs=(recipe,))
     else:
         serial_blocks = record_blocks(recipe, tokenizer)
     try:
@@ -302,70 +392,58 @@ def build_dataset(
                         sink=sink,
                         strict=recipe.strict,
                     )
-                    yield from _tag(stream, src.name, src.filter_label, sink, source_stage)
+                    yield from tag_source(stream, src.name, src.filter_label, sink, source_stage)
 
             # One stream over every source, so de-duplication works across sources too.
-            stream: Iterable[Conversation] = all_sources()
-            if pool is not None:
-                stream = _parallel(pool, chunks(stream, _CHUNK), sink, 2 * procs)
+            stream: Iterable[Any]
+            if prepared:
+                stream = _prepared_parallel(
+                    pool, _tasks(recipe, sink, source_stage), sink, 2 * procs
+                )
+            elif pool is not None:
+                stream = _parallel(pool, chunks(all_sources(), _CHUNK), sink, 2 * procs)
             else:
+                stream = all_sources()
                 for block in serial_blocks:
                     stream = block.run(stream, sink)
             for block in global_blocks:
                 stream = block.run(stream, sink)
             sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
-            for conv in stream:
-                name = conv.meta["source_name"]
-                sid = sid_of[name]
-                spool.add(conv, sid, turn_code(conv), name)
-                bar.advance(tasks[sid])
+            advance = [0] * len(tasks)  # the progress bar, updated in steps (it is slow)
+            for item in stream:
+                if type(item) is Prepared:
+                    sid = item.source
+                    spool.add_line(item.line, sid, item.code)
+                else:
+                    name = item.meta["source_name"]
+                    sid = sid_of[name]
+                    spool.add(item, sid, turn_code(item), name)
+                advance[sid] += 1
+                if advance[sid] == 4096:
+                    bar.advance(tasks[sid], advance[sid])
+                    advance[sid] = 0
+            for task, left in zip(tasks, advance, strict=True):
+                bar.advance(task, left)
             for task in tasks:
                 bar.update(task, total=bar.tasks[task].completed)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        raise
+    if pool is not None and not prepared:
+        pool.close()
+        pool.join()
+        pool = None
+    spool.seal()
+    try:  # a pool left open counts tokens for the statistics (its workers hold a tokenizer)
+        written, stats, split_counts, mix_report, selection = _finish(
+            recipe, out_dir, spool, sink, pool, tokenizer, log
+        )
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    spool.seal()
-    sources = np.asarray(spool.sources, dtype=np.int32)
-    codes = np.asarray(spool.codes, dtype=np.int8)
-    pools = {
-        s.name: ref_pool(np.flatnonzero(sources == i), codes[sources == i])
-        for i, s in enumerate(recipe.sources)
-    }
-    selection = _select(recipe, spool, pools, sink, log)
-    mixed, mix_report = _mix(recipe, spool, pools, sink)
-    train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
-
-    from sftforge.data.stats import DatasetStats
-    from sftforge.data.writer import SplitWriter
-
-    # Statistics on a sample per source and split: token-length histograms need
-    # thousands of samples, not millions (tokenizing everything would double the build).
-    stats = DatasetStats(tokenizer)
-    written = {}
-    for split, ids in (("train", train_ids), ("validation", val_ids)):
-        writer = SplitWriter(out_dir, split)
-        sampled: dict[int, int] = {}
-        sample: list[Conversation] = []
-        for i in ids:
-            line = spool.line(i)
-            parsed = json.loads(line)
-            writer.write_line(line, parsed)
-            src = spool.sources[i]
-            if sampled.get(src, 0) < _STATS_SAMPLE:
-                sampled[src] = sampled.get(src, 0) + 1
-                sample.append(conversation_from_row(parsed))
-        writer.close()
-        stats.observe(sample, split, count_splits=False)
-        stats.count_split(
-            split,
-            np.bincount(
-                np.asarray([spool.sources[i] for i in ids], dtype=np.int64),
-                minlength=len(recipe.sources),
-            ),
-            [s.name for s in recipe.sources],
-        )
-        written[split] = writer.count
     sink.close()
     spool.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -390,6 +468,71 @@ def build_dataset(
         )
     counts = {"read": sink.stages["read"].seen if "read" in sink.stages else 0, **written}
     return BuildResult(out_dir, manifest, report_path, counts)
+
+
+def _finish(
+    recipe: Recipe,
+    out_dir: Path,
+    spool: Spool,
+    sink: RejectSink,
+    pool: Any,
+    tokenizer: Any,
+    log: Log,
+) -> tuple[dict[str, int], Any, dict, Any, dict[str, Any]]:
+    """Everything after the stream: selection, mixing, splitting, writing the splits and
+    their statistics. Returns (written counts, stats, split counts, mix report, selection)."""
+    sources = np.asarray(spool.sources, dtype=np.int32)
+    codes = np.asarray(spool.codes, dtype=np.int8)
+    pools = {
+        s.name: ref_pool(np.flatnonzero(sources == i), codes[sources == i])
+        for i, s in enumerate(recipe.sources)
+    }
+    selection = _select(recipe, spool, pools, sink, log)
+    mixed, mix_report = _mix(recipe, spool, pools, sink)
+    train_ids, val_ids, split_counts = _split(recipe, mixed, mix_report)
+
+    from sftforge.data.stats import DatasetStats
+    from sftforge.data.writer import SplitWriter
+
+    # Statistics on a sample per source and split: token-length histograms need
+    # thousands of samples, not millions (tokenizing everything would double the build).
+    count_tokens = None
+    if pool is not None and recipe.tokenizer:
+
+        def count_tokens(texts: list[str]) -> list[int]:
+            from sftforge.data.build_worker import token_lengths
+
+            half = (len(texts) + 1) // 2
+            first, second = pool.map(token_lengths, [texts[:half], texts[half:]])
+            return first + second
+
+    elif tokenizer is None:
+        tokenizer = _load_tokenizer(recipe)
+    stats = DatasetStats(tokenizer, count_tokens=count_tokens)
+    written = {}
+    for split, ids in (("train", train_ids), ("validation", val_ids)):
+        writer = SplitWriter(out_dir, split)
+        sampled: dict[int, int] = {}
+        sample: list[Conversation] = []
+        for i in ids:
+            line = spool.raw(i)
+            writer.write_raw(line)  # copied as it is; Arrow parses it for Parquet
+            src = spool.sources[i]
+            if sampled.get(src, 0) < _STATS_SAMPLE:
+                sampled[src] = sampled.get(src, 0) + 1
+                sample.append(conversation_from_row(loads(line)))
+        writer.close()
+        stats.observe(sample, split, count_splits=False)
+        stats.count_split(
+            split,
+            np.bincount(
+                np.asarray([spool.sources[i] for i in ids], dtype=np.int64),
+                minlength=len(recipe.sources),
+            ),
+            [s.name for s in recipe.sources],
+        )
+        written[split] = writer.count
+    return written, stats, split_counts, mix_report, selection
 
 
 def _progress(enabled: bool) -> Any:

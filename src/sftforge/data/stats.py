@@ -17,6 +17,15 @@ def _default_language(text: str) -> str:
     return detect_language(text)[0]
 
 
+def token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Tokens per text (no special tokens added), as the statistics count them."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [len(e.ids) for e in encode(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts)["input_ids"]]
+
+
 @dataclass
 class SourceStats:
     lengths: list[int] = field(default_factory=list)
@@ -40,9 +49,14 @@ class DatasetStats:
         *,
         language_sample: int = 2000,
         detect_language: Callable[[str], str] | None = None,
+        count_tokens: Callable[[list[str]], list[int]] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
-        self.length_unit = "tokens" if tokenizer is not None else "characters"
+        #: Counts tokens in place of ``tokenizer`` (a build counts them in its workers,
+        #: which have the tokenizer loaded already).
+        self._count_tokens = count_tokens
+        uses_tokens = tokenizer is not None or count_tokens is not None
+        self.length_unit = "tokens" if uses_tokens else "characters"
         self.language_sample = language_sample
         self._detect = detect_language or _default_language
         self.sources: dict[str, SourceStats] = defaultdict(SourceStats)
@@ -54,13 +68,10 @@ class DatasetStats:
         sizes come from :meth:`count_split`."""
         batch = list(conversations)
         texts = [conversation_text(c) for c in batch]
-        if self.tokenizer is not None and texts:
-            backend = getattr(self.tokenizer, "backend_tokenizer", None)
-            if backend is not None:
-                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-                lengths = [len(e.ids) for e in encode(texts, add_special_tokens=False)]
-            else:
-                lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        if self._count_tokens is not None and texts:
+            lengths = self._count_tokens(texts)
+        elif self.tokenizer is not None and texts:
+            lengths = token_lengths(self.tokenizer, texts)
         else:
             lengths = [len(t) for t in texts]
         for conv, text, n in zip(batch, texts, lengths, strict=True):

@@ -66,6 +66,30 @@ def row(conv: Conversation, source_name: str) -> dict[str, Any]:
     }
 
 
+try:  # orjson serialises rows several times faster than json
+    import orjson
+
+    _loads = orjson.loads
+
+    def _dumps(obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj)
+        except TypeError:  # what orjson refuses (huge ints, lone surrogates): as json does it
+            return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def row_line(conv: Conversation, source_name: str) -> bytes:
+    """:func:`row` as one JSON line (UTF-8, ending in a newline): the spool and the JSONL
+    files hold exactly these bytes, whichever process made them."""
+    return _dumps(row(conv, source_name)) + b"\n"
+
+
 def conversation_from_row(data: dict[str, Any]) -> Conversation:
     """Inverse of :func:`row` (what training reads back)."""
     messages = [{k: v for k, v in m.items() if v is not None} for m in data["messages"]]
@@ -78,15 +102,22 @@ def conversation_from_row(data: dict[str, Any]) -> Conversation:
 
 
 class SplitWriter:
-    """Streams rows of one split to ``NAME.jsonl`` and ``NAME.parquet``."""
+    """Streams rows of one split to ``NAME.jsonl`` and ``NAME.parquet``.
+
+    Rows come as dicts (:meth:`write`, :meth:`write_line`) or as the JSON lines of
+    :func:`row_line` (:meth:`write_raw`, what a build writes from its spool): those are
+    copied to the JSONL file as they are and parsed for Parquet by Arrow's JSON reader, a
+    batch at a time, instead of one ``json.loads`` and one Python dict per row.
+    """
 
     def __init__(
         self, out_dir: Path, name: str, batch_rows: int = 5000, *, jsonl: bool = True
     ) -> None:
         self.jsonl_path = out_dir / f"{name}.jsonl"
         self.parquet_path = out_dir / f"{name}.parquet"
-        self._jsonl = self.jsonl_path.open("w", encoding="utf-8") if jsonl else None
+        self._jsonl = self.jsonl_path.open("wb") if jsonl else None
         self._rows: list[dict[str, Any]] = []
+        self._raw: list[bytes] = []  # rows as JSON lines (pending rows are of one kind)
         self._batch_rows = batch_rows
         self._parquet: pq.ParquetWriter | None = None
         self._meta_keys: list[str] | None = None
@@ -99,21 +130,64 @@ class SplitWriter:
 
     def write_line(self, line: str, parsed: dict[str, Any]) -> None:
         """Write a row already serialised as a JSON line (``parsed`` is the same row)."""
+        if self._raw:
+            self._flush()
         if self._jsonl is not None:
-            self._jsonl.write(line)
+            self._jsonl.write(line.encode("utf-8"))
         self._rows.append(parsed)
         self.count += 1
         if len(self._rows) >= self._batch_rows:
             self._flush()
 
+    def write_raw(self, line: bytes) -> None:
+        """Write a row given as one UTF-8 JSON line of :func:`row`'s schema (ending in a
+        newline), e.g. from :func:`row_line`."""
+        if self._rows:
+            self._flush()
+        self._raw.append(line)
+        self.count += 1
+        if len(self._raw) >= self._batch_rows:
+            self._flush()
+
     def _flush(self) -> None:
+        if self._raw:
+            data = b"".join(self._raw)
+            self._raw = []
+            if self._jsonl is not None:
+                self._jsonl.write(data)
+            table = self._arrow_table(data) if self._meta_keys is not None else None
+            if table is not None:
+                self._write_table(table)
+                return
+            # the first batch fixes the meta keys; rows that do not fit: as dicts
+            self._rows = [_loads(line) for line in data.splitlines()]
         if not self._rows:
             return
-        table = pa.Table.from_pylist(self._normalise(self._rows), schema=self._schema())
+        self._write_table(pa.Table.from_pylist(self._normalise(self._rows), schema=self._schema()))
+        self._rows = []
+
+    def _arrow_table(self, data: bytes) -> pa.Table | None:
+        """The rows of ``data`` parsed by Arrow with the file's schema, or ``None`` when
+        they do not fit it as they are (meta keys beyond the fixed ones go to ``extra``,
+        which only the dict path does)."""
+        import pyarrow.json as pj
+
+        schema = self._schema()
+        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        try:
+            table = pj.read_json(
+                pa.BufferReader(data),
+                read_options=pj.ReadOptions(block_size=max(len(data), 1 << 20)),
+                parse_options=options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        return table if table.schema.equals(schema) else None
+
+    def _write_table(self, table: pa.Table) -> None:
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self.parquet_path, table.schema)
         self._parquet.write_table(table)
-        self._rows = []
 
     def _schema(self) -> pa.Schema:
         assert self._meta_keys is not None
@@ -146,11 +220,11 @@ class SplitWriter:
         return out
 
     def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
-        if self._meta_keys is None and not self._rows:
+        if self._meta_keys is None and not self._rows and not self._raw:
             self._meta_keys = ["source", "line", "index", "extra"]
         self._flush()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self._parquet is None:  # an empty split still gets a readable file
             pq.write_table(pa.Table.from_pylist([], schema=self._schema()), self.parquet_path)
         else:
