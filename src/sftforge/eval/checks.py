@@ -39,8 +39,9 @@ def train_serve_consistency(
     """Compare, turn by turn, ``apply_chat_template`` prompt ids with training's ids."""
     encoder = Encoder(template, tokenizer)
     checked, mismatches = 0, []
+    source = tokenizer.chat_template or ""
     for conv, enc in zip(conversations, encoder.encode_batch(list(conversations)), strict=True):
-        messages = [m.to_dict() for m in conv.messages]
+        messages = served_messages(conv, keeps_input="'input'" in source)
         for span in enc.spans:
             if span.role != "assistant":
                 continue
@@ -62,6 +63,20 @@ def train_serve_consistency(
         "examples": mismatches[:5],
         "verdict": "pass" if checked and not mismatches else "fail",
     }
+
+
+def served_messages(conv: Conversation, *, keeps_input: bool) -> list[dict[str, Any]]:
+    """The messages a client sends: an Alpaca-style ``input`` is part of the content unless
+    the chat template has an input slot (templates exported by sftforge do)."""
+    out = []
+    for m in conv.messages:
+        d = m.to_dict()
+        d.pop("train", None)
+        if m.input and not keeps_input:
+            d["content"] = m.content_with_input
+            d.pop("input", None)
+        out.append(d)
+    return out
 
 
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
