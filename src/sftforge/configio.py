@@ -58,28 +58,31 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(
+    data: dict[str, Any], key: str, value: Any, error: type[Exception] = ConfigError
+) -> None:
     """Set ``data['a']['b'] = value`` for ``key='a.b'``, creating mappings on the way."""
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a mapping")
+            raise error(f"override {key!r}: {part!r} is not a mapping")
     node[parts[-1]] = value
 
 
-def build(cls: type[T], raw: Any, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping; nested dataclass fields are built too."""
+def build(cls: type[T], raw: Any, where: str = "", error: type[Exception] = ConfigError) -> T:
+    """Build dataclass ``cls`` from a mapping; nested dataclass fields are built too.
+    Problems raise ``error`` (a :class:`ConfigError` unless a caller has its own type)."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
+        raise error(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{_join(where, key)}: unknown key{hint}")
+            raise error(f"{_join(where, key)}: unknown key{hint}")
     missing = [
         name
         for name, f in fields.items()
@@ -88,17 +91,19 @@ def build(cls: type[T], raw: Any, where: str = "") -> T:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{_join(where, missing[0])}: required")
-    kwargs = {key: coerce(value, hints[key], _join(where, key)) for key, value in raw.items()}
+        raise error(f"{_join(where, missing[0])}: required")
+    kwargs = {
+        key: coerce(value, hints[key], _join(where, key), error) for key, value in raw.items()
+    }
     return cls(**kwargs)
 
 
-def coerce(value: Any, hint: Any, path: str) -> Any:
+def coerce(value: Any, hint: Any, path: str, error: type[Exception] = ConfigError) -> Any:
     """Check one value against a type hint; build dataclasses; lists become tuples."""
     if dataclasses.is_dataclass(value):
         return value
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return build(hint, value if value is not None else {}, path)
+        return build(hint, value if value is not None else {}, path, error)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -108,26 +113,26 @@ def coerce(value: Any, hint: Any, path: str) -> Any:
         errors = []
         for option in non_none:
             try:
-                return coerce(value, option, path)
-            except ConfigError as exc:
+                return coerce(value, option, path, error)
+            except error as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: unexpected value {value!r}")
+        raise error(errors[0] if len(errors) == 1 else f"{path}: unexpected value {value!r}")
     if origin is tuple:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise error(f"{path}: expected a list, got {value!r}")
         item = args[0] if args else Any
-        return tuple(coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(coerce(v, item, f"{path}[{i}]", error) for i, v in enumerate(value))
     if origin is typing.Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{path}: expected one of {choices}, got {value!r}")
+            raise error(f"{path}: expected one of {choices}, got {value!r}")
         return value
     if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        raise error(f"{path}: expected true or false, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        raise error(f"{path}: expected an integer, got {value!r}")
     if hint is float:
         if isinstance(value, str):  # YAML reads 1e-5 (no dot) as a string
             try:
@@ -135,10 +140,10 @@ def coerce(value: Any, hint: Any, path: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise error(f"{path}: expected a number, got {value!r}")
         return float(value)
     if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        raise error(f"{path}: expected a string, got {value!r}")
     return value
 
 

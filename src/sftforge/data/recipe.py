@@ -10,9 +10,6 @@ block registry when the recipe is loaded, not halfway through a build.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sftforge.configio import build, set_dotted
 from sftforge.errors import SftForgeError
 
 
@@ -129,23 +127,13 @@ def load_recipe(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'sources'")
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value, error=RecipeError)
     data["base_dir"] = str(path.resolve().parent)
     try:
         recipe = recipe_from_dict(data)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from exc
     return recipe
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError(f"override {key!r}: {part!r} is not a mapping")
-    node[parts[-1]] = value
 
 
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
@@ -205,57 +193,7 @@ def _block_specs(raw: Any, where: str) -> list[BlockSpec]:
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            path = f"{where}.{key}" if where else str(key)
-            raise RecipeError(f"{path}: unknown key{hint}")
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in raw
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        path = f"{where}." if where else ""
-        raise RecipeError(f"{path}{missing[0]}: required")
-    kwargs = {}
-    for key, value in raw.items():
-        path = f"{where}.{key}" if where else str(key)
-        kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, path: str) -> Any:
-    """Check scalar types (ints, floats, bools, strings); containers pass through."""
-    if dataclasses.is_dataclass(value):
-        return value
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _coerce(value, non_none[0], path)
-        return value
-    if hint is bool and not isinstance(value, bool):
-        raise RecipeError(f"{path}: expected true or false, got {value!r}")
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RecipeError(f"{path}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        raise RecipeError(f"{path}: expected a string, got {value!r}")
-    return value
+    return build(cls, raw, where, error=RecipeError)
 
 
 def _check(recipe: Recipe) -> None:
