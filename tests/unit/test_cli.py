@@ -124,13 +124,3 @@ def test_preview_writes_html_and_prints_fraction(data_file, tmp_path, tokenizer_
     assert main(args) == 0
     assert html.read_text(encoding="utf-8").count('class="tok trained') > 0
     assert "trained fraction" in capsys.readouterr().out
-
-
-def test_quickstart_builds_a_mask_preview(tmp_path, capsys):
-    out = tmp_path / "qs"
-    assert main(["quickstart", "--output", str(out)]) == 0
-    for name in ("preview.html", "encoded.jsonl", "encode_report.json", "template.json"):
-        assert (out / name).is_file(), name
-    report = json.loads((out / "encode_report.json").read_text())
-    assert report["samples_kept"] > 40 and report["reconciles"]
-    assert json.loads((out / "template.json").read_text())["type"] == "jinja"
