@@ -6,6 +6,7 @@ sftforge templates render NAME --input conv.json [--generation-prompt] [--tokeni
 sftforge templates export NAME --format hf|ollama
 sftforge encode --template NAME --tokenizer TOK INPUT --output OUT.jsonl
 sftforge preview --template NAME --tokenizer TOK INPUT [--html page.html]
+sftforge eval mcq MODEL --data DIR [--shots K] | sftforge eval sheet --models A B ...
 sftforge quickstart
 """
 
@@ -251,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sftforge.infer.commands import add_infer_commands
 
     add_infer_commands(sub)
+
+    from sftforge.eval.commands import add_eval_commands
+
+    add_eval_commands(sub)
 
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))

@@ -140,11 +140,15 @@ def _forward_tail(model: Any, ids: Any, mask: Any, positions: Any, keep: int) ->
 
     with torch.no_grad():
         try:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        logits_to_keep=keep, use_cache=False)  # fmt: skip
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                logits_to_keep=keep,
+                use_cache=False,
+            )
         except TypeError:  # a model without logits_to_keep: compute all, keep the tail
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        use_cache=False)  # fmt: skip
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
     return out.logits[:, -keep:, :]
 
 
@@ -237,29 +241,32 @@ def evaluate_mcq(
         # Score in chunks so that the bar moves with the work done.
         for start in range(0, len(items), batch_size):
             chunk = slice(start, start + batch_size)
-            scores = score_options(loaded_model.model, prompts[chunk], continuations,
-                                   batch_size=batch_size)  # fmt: skip
+            scores = score_options(
+                loaded_model.model, prompts[chunk], continuations, batch_size=batch_size
+            )
             for item, n_shots, prompt, row in zip(
                 items[chunk], used[chunk], prompts[chunk], scores, strict=True
             ):
                 best = max(range(len(LETTERS)), key=lambda j: row[j])
-                questions.append({
-                    "id": f"{subj.benchmark}/{subj.subject}/{item.index}",
-                    "benchmark": subj.benchmark,
-                    "subject": subj.subject,
-                    "split": subj.split,
-                    "source": item.source,
-                    "line": item.line,
-                    "answer": item.answer,
-                    "prediction": LETTERS[best],
-                    "correct": LETTERS[best] == item.answer,
-                    "logprobs": {
-                        letter: (round(v, 6) if math.isfinite(v) else None)
-                        for letter, v in zip(LETTERS, row, strict=True)
-                    },
-                    "shots": n_shots,
-                    "prompt_tokens": len(prompt),
-                })  # fmt: skip
+                questions.append(
+                    {
+                        "id": f"{subj.benchmark}/{subj.subject}/{item.index}",
+                        "benchmark": subj.benchmark,
+                        "subject": subj.subject,
+                        "split": subj.split,
+                        "source": item.source,
+                        "line": item.line,
+                        "answer": item.answer,
+                        "prediction": LETTERS[best],
+                        "correct": LETTERS[best] == item.answer,
+                        "logprobs": {
+                            letter: (round(v, 6) if math.isfinite(v) else None)
+                            for letter, v in zip(LETTERS, row, strict=True)
+                        },
+                        "shots": n_shots,
+                        "prompt_tokens": len(prompt),
+                    }
+                )
             bar.update(len(items[chunk]))
     bar.close()
     return {
@@ -282,8 +289,11 @@ def summarize(subjects: Sequence[SubjectData], questions: Sequence[dict[str, Any
     """Per benchmark: per-subject counts and accuracy, then macro and micro accuracy."""
     benches: dict[str, dict[str, Any]] = {}
     for subj in subjects:
-        rows = [q for q in questions
-                if q["benchmark"] == subj.benchmark and q["subject"] == subj.subject]  # fmt: skip
+        rows = [
+            q
+            for q in questions
+            if q["benchmark"] == subj.benchmark and q["subject"] == subj.subject
+        ]
         correct = sum(q["correct"] for q in rows)
         bench = benches.setdefault(subj.benchmark, {"subjects": {}})
         bench["subjects"][subj.subject] = {

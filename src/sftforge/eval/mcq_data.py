@@ -185,9 +185,10 @@ def load_benchmark(bench_dir: str | Path, split: str = "val") -> list[SubjectDat
         else:
             items, fallback = dev, True
         subjects.append(
-            SubjectData(bench_dir.name, subject, "dev" if fallback else split, items, dev,
-                        fallback=fallback)
-        )  # fmt: skip
+            SubjectData(
+                bench_dir.name, subject, "dev" if fallback else split, items, dev, fallback=fallback
+            )
+        )
     if not subjects:
         raise SftForgeError(f"{bench_dir}: no CSV files under dev/ or {split}/")
     return subjects
