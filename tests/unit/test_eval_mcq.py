@@ -234,6 +234,8 @@ def test_rigged_model_always_picks_b(bench_root, tiny_loaded):
     # mmlu: BDCBB + ABDBC -> 5 B of 10; cmmlu: CDBBC + BCBDD -> 4 B of 10
     assert result["overall"]["micro_accuracy"] == pytest.approx(9 / 20)
     assert result["benchmarks"]["mmlu"]["subjects"]["college_biology"]["accuracy"] == 0.6
+    assert result["benchmarks"]["mmlu"]["predicted_letters"] == {"A": 0, "B": 10, "C": 0, "D": 0}
+    assert result["benchmarks"]["mmlu"]["answer_letters"] == {"A": 1, "B": 5, "C": 2, "D": 2}
 
 
 def test_limit_and_template_override(bench_root, tiny_loaded):
@@ -252,6 +254,7 @@ def test_cli_eval_mcq(bench_root, tiny_model_dir, tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "college_biology" in printed and "(macro" in printed and "note: cmmlu" in printed
+    assert "mmlu: predicted A:" in printed
     result = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert result["overall"]["n"] == 20 and len(result["questions"]) == 20
     assert result["benchmarks"]["cmmlu"]["subjects"]["agronomy"]["fallback_to_dev"] is True

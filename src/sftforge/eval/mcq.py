@@ -269,12 +269,11 @@ def evaluate_mcq(
                 )
             bar.update(len(items[chunk]))
     bar.close()
+    origin = "override" if template is not None else getattr(loaded_model, "template_origin", "")
     return {
         "model": str(getattr(loaded_model, "source", "")),
         "template": tpl.name,
-        "template_origin": "override"
-        if template is not None
-        else getattr(loaded_model, "template_origin", ""),
+        "template_origin": origin,
         "shots": shots,
         "split": split,
         "limit": limit,
@@ -303,15 +302,19 @@ def summarize(subjects: Sequence[SubjectData], questions: Sequence[dict[str, Any
             "correct": correct,
             "accuracy": _accuracy(correct, len(rows)),
         }
-    for bench in benches.values():
+    for name, bench in benches.items():
         subs = bench["subjects"].values()
         n = sum(s["n"] for s in subs)
         correct = sum(s["correct"] for s in subs)
+        rows = [q for q in questions if q["benchmark"] == name]
         bench.update(
             n=n,
             correct=correct,
             macro_accuracy=_macro(s["accuracy"] for s in subs),
             micro_accuracy=_accuracy(correct, n),
+            # A model that always answers one letter scores that letter's share: show it.
+            predicted_letters={x: sum(q["prediction"] == x for q in rows) for x in LETTERS},
+            answer_letters={x: sum(q["answer"] == x for q in rows) for x in LETTERS},
         )
     return benches
 

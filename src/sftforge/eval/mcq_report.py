@@ -57,7 +57,18 @@ def terminal_report(result: dict[str, Any]) -> str:
         + (f", limit {result['limit']} per subject" if result.get("limit") else "")
     )
     notes = "".join(f"\nnote: {n}" for n in result["notes"])
-    return f"{head}\n{text_table(HEADERS, table_rows(result))}{notes}"
+    return f"{head}\n{text_table(HEADERS, table_rows(result))}\n{letter_bias(result)}{notes}"
+
+
+def letter_bias(result: dict[str, Any]) -> str:
+    """Predicted vs. correct letter counts per benchmark: a strong bias toward one letter
+    means the accuracy mostly measures how often that letter is right."""
+    lines = []
+    for bench, data in result["benchmarks"].items():
+        pred = " ".join(f"{k}:{v}" for k, v in data.get("predicted_letters", {}).items())
+        gold = " ".join(f"{k}:{v}" for k, v in data.get("answer_letters", {}).items())
+        lines.append(f"{bench}: predicted {pred}; correct answers {gold}")
+    return "\n".join(lines)
 
 
 def plot_subjects(result: dict[str, Any]) -> str:
@@ -97,6 +108,7 @@ def html_report(result: dict[str, Any], path: str | Path) -> Path:
         + notes
         + "<h2>Accuracy</h2>"
         + html_table(HEADERS, table_rows(result))
+        + f'<p class="muted text">{esc(letter_bias(result))}</p>'
         + "<h2>Per subject</h2>"
         + plot_subjects(result)
     )
