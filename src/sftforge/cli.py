@@ -6,6 +6,7 @@ sftforge templates render NAME --input conv.json [--generation-prompt] [--tokeni
 sftforge templates export NAME --format hf|ollama
 sftforge encode --template NAME --tokenizer TOK INPUT --output OUT.jsonl
 sftforge preview --template NAME --tokenizer TOK INPUT [--html page.html]
+sftforge eval mcq MODEL --data DIR [--shots K] | sftforge eval sheet --models A B ...
 sftforge quickstart
 """
 
@@ -253,9 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_infer_commands(sub)
 
     from sftforge.eval.cli_checks import add_check_commands
+    from sftforge.eval.commands import add_eval_commands
 
-    evaluate = sub.add_parser("eval", help="evaluate models: perplexity, health, checks")
-    add_check_commands(evaluate.add_subparsers(dest="eval_command", required=True))
+    add_check_commands(add_eval_commands(sub))
 
     p = sub.add_parser("quickstart", help="the main job on the embedded default model")
     p.add_argument("--output", default=str(QUICKSTART_DIR))

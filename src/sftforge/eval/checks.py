@@ -181,7 +181,7 @@ def forgetting(
         "threshold": threshold,
     }
     if mcq is not None:
-        base_acc, tuned_acc = (m["overall"]["accuracy"] for m in mcq)
+        base_acc, tuned_acc = (m["overall"]["micro_accuracy"] for m in mcq)
         result["mcq_accuracy"] = {"base": base_acc, "tuned": tuned_acc,
                                   "change": tuned_acc - base_acc}  # fmt: skip
         if base_acc - tuned_acc > threshold:
