@@ -31,7 +31,7 @@ def _load(args: argparse.Namespace, source: str | None = None) -> Any:
 
 
 def _prompts(path: str, limit: int | None) -> list[list[dict[str, Any]]]:
-    from sftforge.infer.commands import read_prompts
+    from sftforge.infer.prompts import read_prompts
 
     rows = read_prompts(Path(path))
     return [r["messages"] for r in rows[:limit]]
@@ -219,10 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(H.fmt(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for r in rows:
-        print("  ".join(H.fmt(r.get(c, "")).ljust(widths[c]) for c in columns))
+    print(H.text(rows, columns))
 
 
 def add_check_commands(esub: Any) -> None:

@@ -157,9 +157,9 @@ def _resolve_template(loaded: Any, template: ChatTemplate | str | None) -> ChatT
     if template is None:
         return loaded.template
     if isinstance(template, str):
-        from sftforge.infer.load import _named_template
+        from sftforge.infer.load import named_template
 
-        return _named_template(template, loaded.tokenizer)
+        return named_template(template, loaded.tokenizer)
     return template
 
 

@@ -221,7 +221,7 @@ def make_sheet(
     batch_size: int = 8,
 ) -> dict[str, Path]:
     """Sample, generate with both models, blind and write the sheet (see module doc)."""
-    from sftforge.infer.commands import read_prompts
+    from sftforge.infer.prompts import read_prompts
 
     if len(models) != 2:
         raise SftForgeError(f"--models takes exactly two models; got {len(models)}")

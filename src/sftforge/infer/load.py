@@ -70,7 +70,7 @@ def load_for_inference(
     saved = path / artifacts.TEMPLATE_FILE
     notes: list[str] = []
     if template is not None:
-        chosen = _named_template(template, tokenizer)
+        chosen = named_template(template, tokenizer)
         origin = "explicit"
         if saved.is_file():
             trained = load_template(saved)
@@ -115,7 +115,8 @@ def consistency_problems(
     return problems
 
 
-def _named_template(name: str, tokenizer: Any) -> ChatTemplate:
+def named_template(name: str, tokenizer: Any) -> ChatTemplate:
+    """A built-in template, ``hf`` (the tokenizer's own) or a template.json path."""
     if name.endswith(".json"):
         return load_template(name)
     return get_template(name, tokenizer=tokenizer)
