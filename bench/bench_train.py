@@ -156,8 +156,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these configurations (by label)")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                         help="mixed precision for every configuration (default bf16)")  # fmt: skip
-    parser.add_argument("--threads", type=int,
-                        help="torch threads for every configuration (default: torch's)")  # fmt: skip
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
     PRECISION["bf16"] = args.precision == "bf16"
     if args.threads:
