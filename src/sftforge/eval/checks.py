@@ -119,8 +119,7 @@ def template_ablation(
     rows = []
     sampling = Sampling(max_new_tokens=max_new_tokens)
     for template in ablation_templates(loaded.template, other, loaded.tokenizer):
-        ppl = perplexity(loaded, data, split=split, template=template, limit=limit,
-                         progress=False)  # fmt: skip
+        ppl = perplexity(loaded, data, split=split, template=template, limit=limit)
         gens = generate(loaded.model, loaded.tokenizer, template, list(prompts), sampling)
         last_user = [p[-1]["content"] for p in prompts]
         health = generation_health(last_user, gens, loaded.tokenizer,
@@ -166,7 +165,7 @@ def forgetting(
     by more than ``threshold`` (absolute)."""
     from sftforge.eval.ppl import perplexity
 
-    kwargs = {"split": split, "limit": limit, "policy": "all_tokens", "progress": False}
+    kwargs = {"split": split, "limit": limit, "policy": "all_tokens", "progress": True}
     base_ppl = perplexity(base, replay_data, **kwargs)["overall"]["ppl"]
     tuned_ppl = perplexity(tuned, replay_data, **kwargs)["overall"]["ppl"]
     flags = []
