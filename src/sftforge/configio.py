@@ -28,19 +28,21 @@ class ConfigError(SftForgeError, ValueError):
     """A configuration is invalid; the message names the key path."""
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+def read_yaml_mapping(
+    path: str | Path, error: type[Exception] = ConfigError, what: str = "config"
+) -> dict[str, Any]:
     """A YAML file that must hold a mapping, with errors that name the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise error(f"{path}: invalid YAML: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise error(f"{path}: expected a mapping at the top level")
     return data
 
 

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sftforge.configio import build, set_dotted
+from sftforge.configio import build, read_yaml_mapping, set_dotted
 from sftforge.errors import SftForgeError
 
 
@@ -117,14 +115,7 @@ def _plain(value: Any) -> Any:
 def load_recipe(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """Read, validate and resolve a recipe YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'sources'")
+    data = read_yaml_mapping(path, error=RecipeError, what="recipe")
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value, error=RecipeError)
