@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -160,7 +160,9 @@ class Block(Protocol):
 class Filter:
     """A block that judges one conversation at a time: override :meth:`check`.
 
-    ``check`` returns ``None`` to keep, or ``(reason, detail)`` to drop.
+    ``check`` returns ``None`` to keep, or ``(reason, detail)`` to drop. Filters whose work
+    is cheaper in bulk (one tokenizer or langid call for many texts) override
+    :meth:`check_batch` and return a :meth:`judged_per_call` above 1.
     """
 
     name = "filter"
@@ -168,13 +170,30 @@ class Filter:
     def check(self, conversation: Conversation) -> tuple[str, str] | None:  # pragma: no cover
         raise NotImplementedError
 
+    def check_batch(self, conversations: Sequence[Conversation]) -> list[tuple[str, str] | None]:
+        return [self.check(c) for c in conversations]
+
+    def judged_per_call(self) -> int:
+        """How many conversations :meth:`check_batch` judges at once (1: one by one)."""
+        return 1
+
+    def _verdicts(
+        self, conversations: Iterable[Conversation]
+    ) -> Iterator[tuple[Conversation, tuple[str, str] | None]]:
+        size = self.judged_per_call()
+        if size <= 1:
+            for conv in conversations:
+                yield conv, self.check(conv)
+            return
+        for chunk in chunks(conversations, size):
+            yield from zip(chunk, self.check_batch(chunk), strict=True)
+
     def run(
         self, conversations: Iterable[Conversation], sink: RejectSink
     ) -> Iterator[Conversation]:
         counts = sink.stage(self.name)
-        for conv in conversations:
+        for conv, verdict in self._verdicts(conversations):
             counts.seen += 1
-            verdict = self.check(conv)
             if verdict is None:
                 counts.kept += 1
                 yield conv

@@ -33,11 +33,11 @@ import fnmatch
 import inspect
 import re
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from sftforge.data.block import Filter, Rejected, RejectSink, chunks
+from sftforge.data.block import Filter
 from sftforge.data.clean import CLEANERS, BlockConfigError, Transform, check_roles
 from sftforge.data.langid_vec import LangId
 from sftforge.data.langid_vec import langid as langid_model
@@ -321,21 +321,9 @@ class LengthFilter(Filter):
     def check(self, conversation: Conversation) -> Verdict:
         return self.check_batch([conversation])[0]
 
-    def run(
-        self, conversations: Iterable[Conversation], sink: RejectSink
-    ) -> Iterator[Conversation]:
-        if not self.uses_tokens:
-            yield from super().run(conversations, sink)
-            return
-        counts = sink.stage(self.name)
-        for chunk in chunks(conversations, self.batch_size):
-            for conv, verdict in zip(chunk, self.check_batch(chunk), strict=True):
-                counts.seen += 1
-                if verdict is None:
-                    counts.kept += 1
-                    yield conv
-                else:
-                    sink.reject(Rejected(verdict[0], self.name, verdict[1], conversation=conv))
+    def judged_per_call(self) -> int:
+        # Batches pay off only for the tokenizer; character bounds are judged one by one.
+        return self.batch_size if self.uses_tokens else 1
 
 
 _MAX_TOKEN_BYTES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -738,18 +726,8 @@ class LanguageFilter(Filter):
         )
         return "wrong_language", f"{detail}, expected {'/'.join(sorted(expected))}"
 
-    def run(
-        self, conversations: Iterable[Conversation], sink: RejectSink
-    ) -> Iterator[Conversation]:
-        counts = sink.stage(self.name)
-        for chunk in chunks(conversations, self.batch_size):
-            for conv, verdict in zip(chunk, self.check_batch(chunk), strict=True):
-                counts.seen += 1
-                if verdict is None:
-                    counts.kept += 1
-                    yield conv
-                else:
-                    sink.reject(Rejected(verdict[0], self.name, verdict[1], conversation=conv))
+    def judged_per_call(self) -> int:
+        return self.batch_size
 
 
 # -- placeholders ------------------------------------------------------------------------------
