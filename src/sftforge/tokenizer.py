@@ -35,6 +35,7 @@ import transformers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from sftforge.errors import TokenizerLoadError
+from sftforge.fsutil import publish_dir
 
 __all__ = ["load_tokenizer", "sftforge_cache_dir", "smollm2_gguf_path", "tokenizer_fingerprint"]
 
@@ -211,18 +212,8 @@ def _cached(
     entry = cache_root / "tokenizers" / f"{kind}-{key[:24]}"
     if not (entry / "tokenizer.json").is_file():
         tok = convert(path)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        # Save to a temp dir and rename it into place, so a crash or a concurrent process never
-        # leaves (or reads) a half-written entry.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
-        try:
-            tok.save_pretrained(str(tmp))
-            os.replace(tmp, entry)
-        except OSError:
-            if not (entry / "tokenizer.json").is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish_dir(entry, lambda tmp: tok.save_pretrained(str(tmp)),
+                    lambda done: (done / "tokenizer.json").is_file())  # fmt: skip
     try:
         return AutoTokenizer.from_pretrained(str(entry), local_files_only=True)
     except Exception as exc:

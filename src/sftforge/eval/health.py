@@ -54,7 +54,11 @@ def generation_health(
     *, max_new_tokens: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Health figures for answers to ``prompts`` (the last user message of each)."""
-    ids = [tokenizer(g.text, add_special_tokens=False).input_ids for g in generations]
+    # The generated ids when generate() recorded them; answers from elsewhere are tokenized.
+    ids = [
+        list(g.token_ids) or tokenizer(g.text, add_special_tokens=False).input_ids
+        for g in generations
+    ]
     lengths = [g.new_tokens for g in generations]
     mismatches = [language_mismatch(p, g.text) for p, g in zip(prompts, generations, strict=True)]
     judged = [m for m in mismatches if m is not None]

@@ -53,6 +53,8 @@ class Generation:
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
     prompt_tokens: int
     new_tokens: int
+    #: The generated ids up to (not including) EOS; health metrics count n-grams on them.
+    token_ids: tuple[int, ...] = ()
 
 
 def prompt_ids(template: ChatTemplate, tokenizer: Any, conversation: ConversationLike) -> list[int]:
@@ -145,4 +147,4 @@ def _finish(
     n = len(new)
     if not stopped and n < sampling.max_new_tokens:
         stopped = True  # generate ended early: a stop condition fired
-    return Generation(text.strip(), "stop" if stopped else "length", prompt_len, n)
+    return Generation(text.strip(), "stop" if stopped else "length", prompt_len, n, tuple(new))

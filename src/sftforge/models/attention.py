@@ -45,7 +45,7 @@ def packed_sdpa_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    edges = bounds.tolist()
+    edges = _edges(bounds)
     gqa = query.shape[1] != key.shape[1]
     dropout_p = dropout if module.training else 0.0
     parts = [
@@ -63,6 +63,18 @@ def packed_sdpa_attention(
     ]
     out = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
     return out.transpose(1, 2).contiguous(), None
+
+
+# Every layer of one forward pass gets the same boundary tensor; converting it once (rather
+# than per layer) avoids a device-to-host sync per layer on GPUs.
+_last_edges: tuple[torch.Tensor | None, list[int]] = (None, [])
+
+
+def _edges(bounds: torch.Tensor) -> list[int]:
+    global _last_edges
+    if _last_edges[0] is not bounds:
+        _last_edges = (bounds, bounds.tolist())
+    return _last_edges[1]
 
 
 _registered = False

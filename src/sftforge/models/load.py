@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import transformers
 
 from sftforge.errors import SftForgeError
+from sftforge.fsutil import publish_dir
 from sftforge.tokenizer import (
     DEFAULT_ALIASES,
     load_tokenizer,
@@ -127,15 +126,11 @@ def _converted_gguf(gguf: Path, cache_dir: Path | None) -> Path:
         # The weights are dense fp32 already; the marker only makes Trainer refuse them.
         quantizer.remove_quantization_config(model)
     tokenizer = load_tokenizer(gguf)
-    # Write to a temp dir, then rename: an interrupted conversion never leaves a half entry.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=root))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        os.replace(tmp, entry)
-    except OSError:
-        if not (entry / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    # An interrupted conversion never leaves a half-written entry for later runs to load.
+    publish_dir(entry, write, lambda done: (done / "config.json").is_file())
     return entry
