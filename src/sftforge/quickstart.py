@@ -29,6 +29,7 @@ DEMO_PROMPTS = (
 
 def run_quickstart(out: Path, *, overrides: list[str] | None = None) -> dict[str, Path]:
     """Run the whole job under ``out``; returns the paths it wrote."""
+    from sftforge.configio import parse_overrides
     from sftforge.data.pipeline import build_dataset
     from sftforge.data.recipe import load_recipe
     from sftforge.train.commands import merge_run
@@ -45,10 +46,8 @@ def run_quickstart(out: Path, *, overrides: list[str] | None = None) -> dict[str
     build = build_dataset(recipe, output=data_dir)
 
     _step(2, "fine-tune SmolLM2-135M-Instruct with LoRA (CPU)")
-    config = load_train_config(
-        QUICKSTART_TRAIN,
-        {"data.path": str(data_dir), "output_dir": str(model_dir), **_parse(overrides or [])},
-    )
+    paths = {"data.path": str(data_dir), "output_dir": str(model_dir)}
+    config = load_train_config(QUICKSTART_TRAIN, {**paths, **parse_overrides(overrides or [])})
     result = run_training(config)
 
     _step(3, "merge the adapter into the base model")
@@ -97,9 +96,3 @@ def show_answers(model_dir: Path, prompts: tuple[str, ...] = DEMO_PROMPTS) -> No
 
 def _step(n: int, what: str) -> None:
     print(f"\n=== {n}. {what} ===", flush=True)
-
-
-def _parse(items: list[str]) -> dict:
-    from sftforge.configio import parse_overrides
-
-    return parse_overrides(items)
