@@ -143,18 +143,35 @@ def _encode_file(args: argparse.Namespace, tokenizer: Any, template: Any, limit:
     return out, report
 
 
+def _verify_input(args: argparse.Namespace) -> Any:
+    """Check an input that lies in a built dataset against its manifest (see
+    :func:`sftforge.data.manifest.verify_dataset`)."""
+    from sftforge.data.manifest import verify_dataset
+
+    return verify_dataset(args.input, verify=not args.no_verify)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
+    from sftforge.fsutil import (
+        atomic_open,
+        atomic_write_text,
+        check_output_file,
+        refuse_input_as_output,
+    )
+
+    output = check_output_file(args.output)
+    report_path = output.with_suffix(".report.json")
+    refuse_input_as_output([args.input], [output, report_path])
+    verification = _verify_input(args)
     tokenizer = _load_tokenizer(args.tokenizer)
     template = _template(args.template, tokenizer)
     samples, report = _encode_file(args, tokenizer, template, None)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8") as fh:
+    with atomic_open(output) as fh:
         for enc in samples:
             if not enc.dropped:
                 fh.write(json.dumps(enc.to_dict()) + "\n")
-    report_path = output.with_suffix(".report.json")
-    report_path.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    summary = {**report.to_dict(), "verification": verification.to_dict()}
+    atomic_write_text(report_path, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     print(report.summary())
     print(f"wrote {report.samples_kept} samples to {output}; report: {report_path}")
     return 0
@@ -162,7 +179,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from sftforge.encode.preview import preview_html, preview_terminal
+    from sftforge.fsutil import check_output_file, refuse_input_as_output
 
+    refuse_input_as_output([args.input], [check_output_file(args.html)])
+    _verify_input(args)
     tokenizer = _load_tokenizer(args.tokenizer)
     template = _template(args.template, tokenizer)
     samples, report = _encode_file(args, tokenizer, template, args.limit)
@@ -199,6 +219,10 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--errors", default="drop", choices=["drop", "raise"],
         help="invalid conversations: count and skip (drop) or stop at the first (raise)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-verify", action="store_true",
+        help="use a built dataset's split even if it does not match its manifest.json",
     )  # fmt: skip
 
 
@@ -266,9 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking ``key=value`` overrides wherever they stand among the options
+    (argparse alone only takes them before the first option)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides"):
+        misplaced = [a for a in extra if a.startswith("-") or "=" not in a]
+        if not misplaced:
+            args.overrides = [*args.overrides, *extra]
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return int(args.func(args) or 0)
     except (SftForgeError, FileNotFoundError, ValueError) as exc:

@@ -60,7 +60,9 @@ def read_conversations(path: str | Path) -> Iterator[Conversation]:
 def write_conversations(conversations: Iterable[Conversation], path: str | Path) -> int:
     """Write conversations as JSONL; returns how many were written."""
     n = 0
-    with Path(path).open("w", encoding="utf-8") as fh:
+    from sftforge.fsutil import atomic_open
+
+    with atomic_open(path) as fh:
         for conv in conversations:
             fh.write(conv.to_json() + "\n")
             n += 1

@@ -98,6 +98,18 @@ def check_output_file(path: str | Path) -> Path:
     return p
 
 
+def output_dir(path: str | Path) -> Path:
+    """An output folder, created if needed; a clear error when a file stands there."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"{p}: is a file; give a folder for this output")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(p, exc) from exc
+    return p
+
+
 def _tmp_sibling(path: Path, *, folder: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f"{TMP_PREFIX}{path.name}-"

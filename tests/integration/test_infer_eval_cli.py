@@ -96,3 +96,62 @@ def test_eval_commands_write_results_and_pages(tuned, prompts, tmp_path, capsys)
                  "--output", str(tmp_path / "cmp")]) == 0  # fmt: skip
     rows = json.loads((tmp_path / "cmp" / "results.json").read_text())["rows"]
     assert any(r["metric"] == "overall.ppl" and r["B - A"] == 0 for r in rows)
+
+
+@pytest.fixture()
+def built(tmp_path):
+    """A dataset folder as `data build` leaves it, with a replay text row in validation."""
+    from sftforge.data.manifest import describe_outputs
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    rows = [json.loads(line) for line in TRAIN.read_text().splitlines()[:6]]
+    long_answer = {"messages": [{"role": "user", "content": "Say a lot."},
+                                {"role": "assistant", "content": "word " * 400}]}  # fmt: skip
+    text_row = {"text": "Plain replay text about rivers and mountains."}
+    (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    val = [*rows[:3], long_answer, text_row]
+    (ds / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in val))
+    (ds / "manifest.json").write_text(json.dumps({"outputs": describe_outputs(ds)}))
+    return ds
+
+
+def test_eval_ppl_prints_the_samples_it_could_not_score(tuned, built, tmp_path, capsys):
+    out = tmp_path / "ppl"
+    assert main(["eval", "ppl", str(tuned), "--data", str(built), "--max-length", "128",
+                 "--output", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "1 of 5 samples not scored: too_long 1" in printed
+    result = json.loads((out / "results.json").read_text())
+    assert result["dropped"] == {"too_long": 1} and result["verification"]["verified"]
+    assert "samples not scored" in (out / "report.html").read_text()
+
+
+def test_eval_consistency_skips_plain_text_rows_with_a_count(tuned, built, tmp_path, capsys):
+    out = tmp_path / "cons"
+    assert main(["eval", "consistency", str(tuned), "--data", str(built),
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert "1 plain-text rows" in capsys.readouterr().out
+    result = json.loads((out / "results.json").read_text())
+    assert result["skipped_plain_text"] == 1 and result["turns_checked"] >= 4
+
+
+def test_evals_refuse_a_dataset_that_does_not_match_its_manifest(tuned, built, tmp_path, capsys):
+    lines = (built / "validation.jsonl").read_text().splitlines(keepends=True)
+    (built / "validation.jsonl").write_text("".join(lines[:2]))  # a killed build's leftovers
+    for argv in (["eval", "ppl", str(tuned), "--data", str(built)],
+                 ["eval", "consistency", str(tuned), "--data", str(built)]):  # fmt: skip
+        assert main([*argv, "--output", str(tmp_path / "x")]) == 2
+        assert "does not match its manifest.json" in capsys.readouterr().err
+    out = tmp_path / "forced"
+    assert main(["eval", "ppl", str(tuned), "--data", str(built), "--no-verify",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "results.json").read_text())["verification"]["skipped"]
+
+
+def test_eval_output_onto_a_file_is_a_clear_error(tuned, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    assert main(["eval", "ppl", str(tuned), "--data", str(TRAIN), "--limit", "2",
+                 "--output", str(taken)]) == 2  # fmt: skip
+    assert "is a file" in capsys.readouterr().err and taken.read_text() == "keep me"

@@ -149,10 +149,9 @@ def preview_html(
         )
         parts.append(f'<section class="box"><h2>Dropped samples</h2><ul>{items}</ul></section>')
     parts.append("</body></html>\n")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts), encoding="utf-8")
-    return out
+    from sftforge.fsutil import atomic_write_text
+
+    return atomic_write_text(Path(path), "\n".join(parts))
 
 
 # -- tokens --------------------------------------------------------------------------------

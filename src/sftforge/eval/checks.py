@@ -110,6 +110,7 @@ def template_ablation(
     split: str = "validation",
     max_new_tokens: int = 128,
     limit: int | None = None,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Perplexity and generation health under each template, and a verdict."""
     from sftforge.eval.health import generation_health
@@ -119,7 +120,8 @@ def template_ablation(
     rows = []
     sampling = Sampling(max_new_tokens=max_new_tokens)
     for template in ablation_templates(loaded.template, other, loaded.tokenizer):
-        ppl = perplexity(loaded, data, split=split, template=template, limit=limit)
+        ppl = perplexity(loaded, data, split=split, template=template, limit=limit,
+                         verify=verify)  # fmt: skip
         gens = generate(loaded.model, loaded.tokenizer, template, list(prompts), sampling)
         last_user = [p[-1]["content"] for p in prompts]
         health = generation_health(last_user, gens, loaded.tokenizer,
@@ -133,6 +135,7 @@ def template_ablation(
             "repeated_3gram_ratio": health["repetition"]["repeated_3gram_ratio_mean"],
             "language_mismatch_rate": health["language"]["mismatch_rate"],
             "samples": [g.text for g in gens[:3]],
+            "ppl_result": {k: ppl[k] for k in ("samples_in", "dropped", "max_length")},
         })  # fmt: skip
     trained, *others = rows
     best_other = min(r["ppl"] for r in others)
@@ -158,6 +161,7 @@ def forgetting(
     split: str = "validation",
     limit: int | None = None,
     mcq: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Replay-text perplexity (all tokens trained) of base and tuned models; regression is
     flagged when the tuned perplexity exceeds the base's by more than ``threshold``
@@ -165,9 +169,11 @@ def forgetting(
     by more than ``threshold`` (absolute)."""
     from sftforge.eval.ppl import perplexity
 
-    kwargs = {"split": split, "limit": limit, "policy": "all_tokens", "progress": True}
-    base_ppl = perplexity(base, replay_data, **kwargs)["overall"]["ppl"]
-    tuned_ppl = perplexity(tuned, replay_data, **kwargs)["overall"]["ppl"]
+    kwargs = {"split": split, "limit": limit, "policy": "all_tokens", "progress": True,
+              "verify": verify}  # fmt: skip
+    base_result = perplexity(base, replay_data, **kwargs)
+    tuned_result = perplexity(tuned, replay_data, **kwargs)
+    base_ppl, tuned_ppl = base_result["overall"]["ppl"], tuned_result["overall"]["ppl"]
     flags = []
     change = tuned_ppl / base_ppl - 1.0
     if change > threshold:
@@ -178,6 +184,10 @@ def forgetting(
         "tuned": str(tuned.source),
         "replay_ppl": {"base": base_ppl, "tuned": tuned_ppl, "relative_change": change},
         "threshold": threshold,
+        "replay": {
+            who: {k: r[k] for k in ("samples_in", "dropped", "max_length", "verification")}
+            for who, r in (("base", base_result), ("tuned", tuned_result))
+        },
     }
     if mcq is not None:
         base_acc, tuned_acc = (m["overall"]["micro_accuracy"] for m in mcq)

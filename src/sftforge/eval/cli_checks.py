@@ -20,6 +20,13 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", help="override the training template (warns if it differs)")
 
 
+def _verify_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-verify", action="store_true",
+        help="use a built dataset even if it does not match its manifest.json (recorded)",
+    )  # fmt: skip
+
+
 def _output_arg(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--output", default=default, help=f"results folder (default {default})")
 
@@ -28,6 +35,15 @@ def _load(args: argparse.Namespace, source: str | None = None) -> Any:
     from sftforge.infer.load import load_for_inference
 
     return load_for_inference(source or args.model, template=getattr(args, "template", None))
+
+
+def _say_dropped(result: dict[str, Any], what: str = "") -> None:
+    """Print, for a person, the samples a perplexity left out (too long, invalid)."""
+    from sftforge.eval.ppl import dropped_line
+
+    line = dropped_line(result)
+    if line:
+        print(f"note{f' ({what})' if what else ''}: {line}")
 
 
 def _prompts(path: str, limit: int | None) -> list[list[dict[str, Any]]]:
@@ -39,11 +55,12 @@ def _prompts(path: str, limit: int | None) -> list[list[dict[str, Any]]]:
 
 # -- ppl ------------------------------------------------------------------------------------
 def cmd_ppl(args: argparse.Namespace) -> int:
-    from sftforge.eval.ppl import perplexity
+    from sftforge.eval.ppl import dropped_line, perplexity
 
     loaded = _load(args)
     result = perplexity(loaded, args.data, split=args.split, max_length=args.max_length,
-                        limit=args.limit)  # fmt: skip
+                        limit=args.limit, verify=not args.no_verify)  # fmt: skip
+    _say_dropped(result)
     rows = [{"source": "(all)", **result["overall"]}]
     rows += [{"source": s, **m} for s, m in result["per_source"].items()]
     _print_rows(rows, ["source", "ppl", "loss", "tokens", "samples"])
@@ -52,7 +69,8 @@ def cmd_ppl(args: argparse.Namespace) -> int:
     ax.barh([r["source"] for r in rows][::-1], [r["ppl"] for r in rows][::-1], color="#4c78a8")
     ax.set_xlabel("perplexity over trained tokens")
     page = H.page(f"Perplexity: {loaded.source}", [
-        ("", f"<p>data {result['data']}, template {result['template']}</p>"),
+        ("", f"<p>data {result['data']}, template {result['template']}</p>"
+             + (f"<p><b>{H.esc(line)}</b></p>" if (line := dropped_line(result)) else "")),
         ("Per source", H.table(rows, ["source", "ppl", "loss", "tokens", "samples"])),
         ("", H.figure_png(fig)),
     ])  # fmt: skip
@@ -114,7 +132,10 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     loaded = _load(args)
     result = template_ablation(loaded, args.data, _prompts(args.prompts, args.num_prompts),
                                other=args.other, split=args.split, limit=args.limit,
-                               max_new_tokens=args.max_new_tokens)  # fmt: skip
+                               max_new_tokens=args.max_new_tokens,
+                               verify=not args.no_verify)  # fmt: skip
+    for row in result["rows"]:
+        _say_dropped(row["ppl_result"], f"template {row['template']}")
     columns = ["template", "role", "ppl", "stop_rate", "mean_length", "repeated_3gram_ratio",
                "language_mismatch_rate"]  # fmt: skip
     _print_rows(result["rows"], columns)
@@ -144,7 +165,9 @@ def cmd_forgetting(args: argparse.Namespace) -> int:
         mcq = tuple(evaluate_mcq(m, args.mcq, shots=args.shots, limit=args.mcq_limit)
                     for m in (base, tuned))  # fmt: skip
     result = forgetting(base, tuned, args.replay, threshold=args.threshold, limit=args.limit,
-                        mcq=mcq)  # fmt: skip
+                        mcq=mcq, verify=not args.no_verify)  # fmt: skip
+    for who in ("base", "tuned"):
+        _say_dropped(result["replay"][who], who)
     rows = [{"metric": "replay perplexity", **{k: v for k, v in result["replay_ppl"].items()}}]
     if "mcq_accuracy" in result:
         rows.append({"metric": "multiple-choice accuracy", **result["mcq_accuracy"]})
@@ -161,18 +184,32 @@ def cmd_forgetting(args: argparse.Namespace) -> int:
 
 # -- consistency ----------------------------------------------------------------------------
 def cmd_consistency(args: argparse.Namespace) -> int:
+    from sftforge.data.manifest import verify_dataset
     from sftforge.eval.checks import train_serve_consistency
+    from sftforge.eval.ppl import split_file
     from sftforge.infer.load import load_for_inference
     from sftforge.resources import SAMPLE_CONVERSATIONS
     from sftforge.train.data import read_split
+    from sftforge.types import KIND_TEXT
 
+    data = split_file(args.data, args.split) if args.data else SAMPLE_CONVERSATIONS
+    verification = verify_dataset(data, verify=not args.no_verify)
+    # Plain-text rows (replay documents) have no chat turns to serve: counted, not checked.
+    convs, skipped = [], 0
+    for conv in read_split(data, args.limit):
+        if conv.kind == KIND_TEXT:
+            skipped += 1
+        else:
+            convs.append(conv)
     loaded = load_for_inference(args.model, template=args.template)
-    data = Path(args.data) if args.data else SAMPLE_CONVERSATIONS
-    convs = list(read_split(data, args.limit))
     result = train_serve_consistency(loaded.tokenizer, loaded.template, convs)
+    result.update(data=str(data), skipped_plain_text=skipped,
+                  verification=verification.to_dict())  # fmt: skip
     ok = result["verdict"] == "pass"
     print(f"verdict: {result['verdict']}: {result['turns_checked']} assistant turns checked, "
           f"{result['mismatches']} prompts differ from training's")  # fmt: skip
+    if skipped:
+        print(f"note: {skipped} plain-text rows (replay documents, no chat turns) skipped")
     page = H.page(f"Train-serve consistency: {args.model}", [
         ("", H.verdict(result["verdict"], ok)),
         ("First differences", H.table(result["examples"])),
@@ -232,6 +269,7 @@ def add_check_commands(esub: Any) -> None:
     p.add_argument("--split", default="validation", choices=["validation", "train"])
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--limit", type=int)
+    _verify_arg(p)
     _output_arg(p, "runs/eval/ppl")
     p.set_defaults(func=cmd_ppl)
 
@@ -252,6 +290,7 @@ def add_check_commands(esub: Any) -> None:
     p.add_argument("--limit", type=int, help="samples for perplexity")
     p.add_argument("--num-prompts", type=int, default=20)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    _verify_arg(p)
     _output_arg(p, "runs/eval/ablation")
     p.set_defaults(func=cmd_ablation)
 
@@ -264,13 +303,18 @@ def add_check_commands(esub: Any) -> None:
     p.add_argument("--mcq-limit", type=int, help="questions per subject")
     p.add_argument("--threshold", type=float, default=0.1)
     p.add_argument("--limit", type=int, help="replay samples")
+    _verify_arg(p)
     _output_arg(p, "runs/eval/forgetting")
     p.set_defaults(func=cmd_forgetting)
 
     p = esub.add_parser("consistency", help="apply_chat_template prompt ids == training ids")
     _model_arg(p)
-    p.add_argument("--data", help="conversations JSONL (default: the bundled samples)")
+    p.add_argument(
+        "--data", help="a dataset folder or conversations JSONL (default: the bundled samples)"
+    )
+    p.add_argument("--split", default="validation", choices=["validation", "train"])
     p.add_argument("--limit", type=int, default=100)
+    _verify_arg(p)
     _output_arg(p, "runs/eval/consistency")
     p.set_defaults(func=cmd_consistency)
 

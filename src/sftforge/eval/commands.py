@@ -76,10 +76,12 @@ def cmd_eval_sheet(args: argparse.Namespace) -> int:
         if not args.key:
             raise SftForgeError("--import needs --key (the key.json written with the sheet)")
         summary = sheet.summarize_ratings(args.import_csv, args.key)
-        out = Path(args.output) if args.output else Path(args.import_csv).parent
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "ratings_summary.json"
-        path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        from sftforge.fsutil import atomic_write_text, output_dir
+
+        out = output_dir(args.output or Path(args.import_csv).parent)
+        path = atomic_write_text(
+            out / "ratings_summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+        )
         print(sheet.summary_table(summary))
         print(f"summary: {path}")
         return 0

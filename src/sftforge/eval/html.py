@@ -10,6 +10,8 @@ from typing import Any
 
 from sftforge.eval import report_html as R
 
+esc = R.esc
+
 VERDICT_CSS = (
     ".verdict{font-weight:600;padding:.4rem .8rem;border-radius:6px;display:inline-block}"
     ".pass{background:#dafbe1;color:#116329}.fail{background:#ffebe9;color:#82071e}"
@@ -48,10 +50,10 @@ def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
 
 def write_results(out: str | Path, results: Mapping[str, Any], html_page: str) -> Path:
     """``results.json`` and ``report.html`` in ``out``; returns the folder."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(
-        json.dumps(results, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
-    )
-    (out / "report.html").write_text(html_page, encoding="utf-8")
+    from sftforge.fsutil import atomic_write_text, output_dir
+
+    out = output_dir(out)
+    text = json.dumps(results, ensure_ascii=False, indent=2, default=str) + "\n"
+    atomic_write_text(out / "results.json", text)
+    atomic_write_text(out / "report.html", html_page)
     return out

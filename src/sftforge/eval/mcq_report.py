@@ -116,8 +116,9 @@ def html_report(result: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_reports(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from sftforge.fsutil import atomic_write_text, output_dir
+
+    out = output_dir(out_dir)
     results = out / "results.json"
-    results.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(results, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     return {"results": results, "report": html_report(result, out / "report.html")}

@@ -75,9 +75,18 @@ def perplexity(
     limit: int | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    verify: bool = True,
 ) -> dict[str, Any]:
-    """Perplexity of ``loaded.model`` on a dataset split, overall and per source."""
+    """Perplexity of ``loaded.model`` on a dataset split, overall and per source.
+
+    A split of a built dataset is checked against its manifest first (``verify=False``
+    skips that, and the result says so). Samples the encoder drops (too long for
+    ``max_length``, invalid) are not scored: ``result["dropped"]`` counts them by reason
+    and :func:`dropped_line` words it for a person."""
+    from sftforge.data.manifest import verify_dataset
+
     path = split_file(data, split)
+    verification = verify_dataset(path, verify=verify)
     template = template or loaded.template
     encoder = Encoder(template, loaded.tokenizer, max_length=max_length, policy=policy)
     samples, report = encode_split(encoder, path, limit)
@@ -91,8 +100,25 @@ def perplexity(
         "template": template.name,
         "overall": _metrics(total, count, len(samples)),
         "per_source": {src: _metrics(*v) for src, v in sums.items()},
+        "samples_in": report.samples_in,
+        "dropped": dict(report.dropped),
+        "max_length": max_length,
         "encode": report.to_dict(),
+        "verification": verification.to_dict(),
     }
+
+
+def dropped_line(result: dict[str, Any]) -> str | None:
+    """``"10 of 40 samples not scored: too_long 10 (longer than --max-length 2048)"``, or
+    None when every sample was scored."""
+    dropped = result.get("dropped") or {}
+    if not dropped:
+        return None
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
+    return (
+        f"{sum(dropped.values())} of {result['samples_in']} samples not scored: {reasons} "
+        f"(max length {result['max_length']} tokens; see results.json 'encode')"
+    )
 
 
 def _metrics(nll: float, tokens: int, samples: int) -> dict[str, float]:

@@ -118,7 +118,6 @@ def page(title: str, body: str, extra_css: str = "") -> str:
 
 
 def write_page(path: str | Path, title: str, body: str, extra_css: str = "") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(title, body, extra_css), encoding="utf-8")
-    return path
+    from sftforge.fsutil import atomic_write_text
+
+    return atomic_write_text(Path(path), page(title, body, extra_css))

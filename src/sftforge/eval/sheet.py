@@ -122,8 +122,9 @@ def write_sheet(
     """Blind and write ``sheet.html``, ``ratings.csv`` and ``key.json`` (see module doc)."""
     if len(answers) != 2 or len(models) != 2:
         raise SftForgeError("a rating sheet compares exactly two models")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from sftforge.fsutil import atomic_open, atomic_write_text, output_dir
+
+    out = output_dir(out_dir)
     ids = prompt_ids_for(len(prompts))
     order = blind_order(len(prompts), seed)
     slots: dict[str, dict[str, str]] = {}
@@ -136,7 +137,7 @@ def write_sheet(
 
     sheet = write_page(out / "sheet.html", "Rating sheet", _sheet_body(items), _SHEET_CSS)
     ratings = out / "ratings.csv"
-    with ratings.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(ratings, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for pid in ids:
@@ -159,7 +160,7 @@ def write_sheet(
         ],
     }
     key_path = out / "key.json"
-    key_path.write_text(json.dumps(key, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(key_path, json.dumps(key, ensure_ascii=False, indent=2) + "\n")
     return {"sheet": sheet, "ratings": ratings, "key": key_path}
 
 

@@ -81,18 +81,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from sftforge.fsutil import atomic_open, check_output_file, refuse_input_as_output
     from sftforge.infer.generate import generate
     from sftforge.infer.load import load_for_inference
-
-    loaded = load_for_inference(args.model, template=args.template)
     from sftforge.infer.prompts import read_prompts
 
+    out = check_output_file(args.output)
+    refuse_input_as_output([args.input], [out])  # before loading a model for a minute
     rows = read_prompts(Path(args.input))
+    loaded = load_for_inference(args.model, template=args.template)
     sampling = sampling_from(args)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     stopped = 0
-    with out.open("w", encoding="utf-8") as fh, tqdm(total=len(rows), desc="generate") as bar:
+    # Answers appear at the output path only when all are written (a kill leaves the old file).
+    with atomic_open(out) as fh, tqdm(total=len(rows), desc="generate") as bar:
         for start in range(0, len(rows), args.batch_size):
             chunk = rows[start : start + args.batch_size]
             results = generate(loaded.model, loaded.tokenizer, loaded.template,

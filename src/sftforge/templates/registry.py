@@ -59,9 +59,11 @@ def template_from_dict(data: Mapping[str, Any]) -> ChatTemplate:
 
 def save_template(template: ChatTemplate, path: str | Path) -> Path:
     """Write the full template definition as JSON (not just its name)."""
-    path = Path(path)
-    path.write_text(json.dumps(template.to_dict(), ensure_ascii=False, indent=2) + "\n")
-    return path
+    from sftforge.fsutil import atomic_write_text
+
+    return atomic_write_text(
+        Path(path), json.dumps(template.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    )
 
 
 def load_template(path: str | Path) -> ChatTemplate:
