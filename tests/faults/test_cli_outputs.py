@@ -134,3 +134,28 @@ def test_overrides_are_taken_after_options():
         parse_args(parser, ["train", "c.yaml", "--output", "o", "--bogus"])
     with pytest.raises(SystemExit):  # a command without overrides takes no stray words
         parse_args(parser, ["templates", "show", "chatml", "extra=1"])
+
+
+def test_encode_onto_a_full_disk_is_a_clear_error_and_keeps_the_old_output(
+    tokenizer_path, tmp_path, small_disk, capsys
+):
+    data = tmp_path / "big.jsonl"
+    long = {"messages": [{"role": "user", "content": "Tell me."},
+                         {"role": "assistant", "content": "many words here " * 60}]}  # fmt: skip
+    data.write_text("".join(json.dumps(long) + "\n" for _ in range(400)))
+    out = small_disk / "enc.jsonl"
+    out.write_text("previous\n")
+    assert main(_encode_args(tokenizer_path, data, out)) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "Traceback" not in err
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["enc.jsonl"]
+
+
+def test_encode_into_a_read_only_folder_is_a_clear_error(
+    data_file, tokenizer_path, read_only_dir, capsys
+):
+    assert main(_encode_args(tokenizer_path, data_file, read_only_dir / "enc.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert "read-only" in err and "Traceback" not in err
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["old.txt"]
