@@ -14,7 +14,8 @@ Two workloads, built from the shared sample data (see its README.md):
 * **multi-turn**: ``firefly/dummy_data.jsonl`` + ``sharegpt/dummy_conversation.json``,
   repeated to ``--n-multi`` conversations, uniquified the same way (first user message).
 
-Both use the SmolLM2 tokenizer (``load_tokenizer("smollm2")``) and the ``chatml`` template.
+Both use the SmolLM2 tokenizer (``load_tokenizer("smollm2")``) and the ``chatml`` template
+(``--template hf``: SmolLM2's own jinja template, rendered in the bounded sandbox).
 
 Per workload and repeat, in the same run:
 
@@ -51,7 +52,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-TEMPLATE = "chatml"
+#: The template (``--template``; workers read it from the environment).
+TEMPLATE = os.environ.get("SFTFORGE_BENCH_TEMPLATE", "chatml")
 TOKENIZER = "smollm2"
 
 ALPACA_FILES = ("alpaca/alpaca_en_demo.json", "alpaca/alpaca_zh_demo.json")
@@ -176,7 +178,7 @@ def _worker_init(data_dir: str, workload: str, n: int, chunk: int, barrier: Any)
     from sftforge.tokenizer import load_tokenizer
 
     tok = load_tokenizer(TOKENIZER)
-    template = get_template(TEMPLATE)
+    template = get_template(TEMPLATE, tokenizer=tok)
     convs = build_workload(Path(data_dir), workload, n)
     _W.update(
         tok=tok,
@@ -290,7 +292,7 @@ def bench_workload(args: argparse.Namespace, workload: str, n: int, log) -> list
     from sftforge.tokenizer import load_tokenizer
 
     tok = load_tokenizer(TOKENIZER)
-    template = get_template(TEMPLATE)
+    template = get_template(TEMPLATE, tokenizer=tok)
     encoder = Encoder(template, tok)
     t0 = time.perf_counter()
     convs = build_workload(args.data_dir, workload, n)
@@ -339,6 +341,12 @@ def bench_workload(args: argparse.Namespace, workload: str, n: int, log) -> list
     return rows
 
 
+def _use_template(name: str) -> None:
+    global TEMPLATE
+    TEMPLATE = name
+    os.environ["SFTFORGE_BENCH_TEMPLATE"] = name  # spawned workers read it
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -355,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", nargs="+", choices=("alpaca", "multi-turn"),
                         default=["alpaca", "multi-turn"])  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--template", default=TEMPLATE,
+                        help="template name; 'hf' renders SmolLM2's own jinja chat template "
+                             "in the bounded sandbox")  # fmt: skip
     args = parser.parse_args(argv)
+    _use_template(args.template)
     args.data_dir = args.data_dir.resolve()
     if not (args.data_dir / ALPACA_FILES[0]).is_file():
         parser.error(f"{args.data_dir} has no {ALPACA_FILES[0]} (pass --data-dir)")

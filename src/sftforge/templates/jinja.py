@@ -20,7 +20,6 @@ from typing import Any
 
 import jinja2
 from jinja2.ext import Extension
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sftforge.errors import TemplateError
 from sftforge.templates.base import (
@@ -34,6 +33,12 @@ from sftforge.templates.base import (
     SpecialTokens,
     Template,
     split_format,
+)
+from sftforge.templates.sandbox import (
+    compile_bounded,
+    make_environment,
+    one_deadline,
+    render_bounded,
 )
 from sftforge.types import KIND_TEXT, ConversationLike, as_conversation
 
@@ -58,27 +63,25 @@ def _raise_exception(message: str) -> None:
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
             sort_keys: bool = False) -> str:  # fmt: skip
-    # Same as transformers: no HTML escaping, options exposed.
+    # Same as transformers: no HTML escaping, options exposed. (The sandbox bounds indent.)
     return json.dumps(
         x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
     )
 
 
 @lru_cache(maxsize=64)
-def compile_chat_template(source: str) -> jinja2.Template:
-    """Compile in a sandbox configured like ``transformers`` (trim_blocks, lstrip_blocks)."""
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=[_GenerationTag, jinja2.ext.loopcontrols],
+def compile_chat_template(source: str, origin: str = "") -> jinja2.Template:
+    """Compile in the bounded sandbox (:mod:`sftforge.templates.sandbox`), configured like
+    ``transformers`` (trim_blocks, lstrip_blocks, ``tojson``, ``raise_exception``)."""
+    env = make_environment(
+        extensions=[_GenerationTag],
+        filters={"tojson": _tojson},
+        globals_={
+            "raise_exception": _raise_exception,
+            "strftime_now": lambda fmt: datetime.now().strftime(fmt),
+        },
     )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"chat_template does not compile: {exc} (line {exc.lineno})") from exc
+    return compile_bounded(env, source, origin)
 
 
 #: Strings that close a turn in common chat templates (looked for after an answer).
@@ -105,7 +108,7 @@ class JinjaChatTemplate(ChatTemplate):
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.origin = origin
-        self._compiled = compile_chat_template(source)
+        self._compiled = compile_chat_template(source, origin or name)
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> JinjaChatTemplate:
@@ -157,16 +160,15 @@ class JinjaChatTemplate(ChatTemplate):
         tokens: SpecialTokens,
         tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
-        try:
-            return self._compiled.render(
-                messages=list(messages),
-                add_generation_prompt=add_generation_prompt,
-                bos_token=tokens.bos,
-                eos_token=tokens.eos,
-                tools=list(tools) if tools else None,
-            )
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"chat_template failed to render: {exc}") from exc
+        return render_bounded(
+            self._compiled,
+            self.origin or self.name,
+            messages=list(messages),
+            add_generation_prompt=add_generation_prompt,
+            bos_token=tokens.bos,
+            eos_token=tokens.eos,
+            tools=list(tools) if tools else None,
+        )
 
     def render_segments(
         self,
@@ -197,6 +199,17 @@ class JinjaChatTemplate(ChatTemplate):
             return self.render_messages(msgs[:upto], add_generation_prompt=gen, tokens=tokens,
                                         tools=conv.tools)  # fmt: skip
 
+        with one_deadline(self.origin or self.name):  # one budget for all its renders
+            return self._segments(conv, msgs, render, add_generation_prompt, tokens)
+
+    def _segments(
+        self,
+        conv: Any,
+        msgs: list[dict[str, Any]],
+        render: Any,
+        add_generation_prompt: bool,
+        tokens: SpecialTokens,
+    ) -> list[Segment]:
         full = render(len(msgs), add_generation_prompt)
         segs: list[Segment] = []
         pos = 0

@@ -47,13 +47,20 @@ def get_template(name: str, tokenizer: Any | None = None) -> ChatTemplate:
 
 def template_from_dict(data: Mapping[str, Any]) -> ChatTemplate:
     """Rebuild a template from its ``to_dict()`` form (what ``template.json`` holds)."""
+    if not isinstance(data, Mapping):
+        raise TemplateError(f"a template definition is a JSON object, not {type(data).__name__}")
     kind = data.get("type", "builtin")
-    if kind == "builtin":
-        return Template.from_dict(data)
-    if kind == "jinja":
-        from sftforge.templates.jinja import JinjaChatTemplate
+    try:
+        if kind == "builtin":
+            return Template.from_dict(data)
+        if kind == "jinja":
+            from sftforge.templates.jinja import JinjaChatTemplate
 
-        return JinjaChatTemplate.from_dict(data)
+            return JinjaChatTemplate.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TemplateError):
+            raise
+        raise TemplateError(f"malformed {kind} template definition: {exc!r}") from None
     raise TemplateError(f"unknown template type {kind!r} (expected 'builtin' or 'jinja')")
 
 
@@ -71,6 +78,9 @@ def load_template(path: str | Path) -> ChatTemplate:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TemplateError(f"{path}: cannot read template definition: {exc}") from exc
-    return template_from_dict(data)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TemplateError(f"{path}: cannot read template definition: {exc}") from None
+    try:
+        return template_from_dict(data)
+    except TemplateError as exc:
+        raise TemplateError(f"{path}: {exc}") from None
