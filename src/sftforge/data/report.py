@@ -214,6 +214,7 @@ def write_report(
         parts.append(_esc(json.dumps(manifest, ensure_ascii=False, indent=2)))
         parts.append("</pre>")
     parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    from sftforge.fsutil import atomic_write_text
+
+    atomic_write_text(path, "\n".join(parts))
     return path
