@@ -52,6 +52,13 @@ def check_output_folder(recipe: Recipe, out_dir: Path) -> None:
 
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputPathError(f"{out_dir}: is a file; give a folder for the dataset")
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(
+                    f"{out_dir}: cannot write (its parent {parent} is a file, not a folder)"
+                )
+            break
     inputs = [recipe.resolve(s.path) for s in recipe.sources]
     refuse_input_as_output(inputs, [out_dir])
     if not out_dir.is_dir():

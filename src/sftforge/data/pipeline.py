@@ -321,14 +321,14 @@ def build_dataset(
             recipe, staging, num_proc or recipe.num_proc, write_report, progress, log, started
         )
 
-    with hold_lock(out_dir, "building"):
-        clear_leftovers(out_dir, log)
-        try:
+    try:
+        with hold_lock(out_dir, "building"):
+            clear_leftovers(out_dir, log)
             publish_dir(out_dir, write, replace=True)
-        except OSError as exc:
-            if isinstance(exc, SftForgeError):
-                raise
-            raise write_error(out_dir, exc) from exc
+    except OSError as exc:  # a full disk, a read-only folder, a parent that is a file
+        if isinstance(exc, SftForgeError):
+            raise
+        raise write_error(out_dir, exc) from exc
     report = out_dir / "report.html" if write_report else None
     return BuildResult(out_dir, done["manifest"], report, done["counts"])
 
