@@ -562,3 +562,34 @@ def test_semantic_dedup_catches_paraphrases_with_minilm():
     ex = sink.examples["semantic_dedup", "semantic_duplicate"]
     assert [e["duplicate_of"] for e in ex] == [where(1), where(3)]
     assert block.clusters.total == 2
+
+
+MT_BENCH = Path(__file__).resolve().parents[1] / "assets" / "mt_bench" / "question.jsonl"
+
+
+def test_decontamination_reads_mt_bench_turns_and_counts_per_file(tmp_path):
+    questions = load_eval_questions(MT_BENCH)
+    assert len(questions) == 8 and questions[0][0].endswith(":1 turn 1")
+    block = Decontaminate(MT_BENCH)
+    assert block.loaded == {str(MT_BENCH): 8}
+    first = json.loads(MT_BENCH.read_text(encoding="utf-8").splitlines()[0])["turns"][0]
+    convs = [conv(1, first, "Dear neighbour, ..."), conv(2, "Name a colour.", "Red.")]
+    sink = RejectSink()
+    kept = list(block.run(convs, sink))
+    assert len(kept) == 1 and sink.stages["decontaminate"].rejected["eval_contamination"] == 1
+
+
+def test_alpaca_eval_layout_and_empty_eval_files(tmp_path):
+    alpaca_eval = tmp_path / "alpaca_eval.json"
+    alpaca_eval.write_text(
+        json.dumps([{"instruction": "What are the names of some famous actors?", "output": "x",
+                     "generator": "gpt4", "dataset": "helpful_base"}]),
+        encoding="utf-8",
+    )  # fmt: skip
+    assert [q for _, q in load_eval_questions(alpaca_eval)] == [
+        "What are the names of some famous actors?"
+    ]
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({"query_text": "two plus two?"}) + "\n", encoding="utf-8")
+    with pytest.raises(SftForgeError, match="no eval questions found"):
+        Decontaminate(unknown)

@@ -656,3 +656,22 @@ def test_rows_without_lines_are_located_by_row(tmp_path):
     assert example["where"] == f"{tmp_path / 'd.parquet'} row 1"
     with pytest.raises(RecordError, match=r"d\.parquet sample 1 output: "):
         list(read_source(tmp_path / "d.parquet", strict=True))
+
+
+def test_txt_breaks_on_cr_and_unicode_blank_lines_and_caps_blocks(tmp_path):
+    from sftforge.data.containers import iter_txt
+
+    def docs(data: bytes, **kw) -> list:
+        import io
+
+        return [(loc["line"], rec) for loc, rec in iter_txt(io.BytesIO(data), "x", **kw)]
+
+    assert docs(b"a\rb\r\rc\r") == [(1, {"text": "a\nb"}), (4, {"text": "c"})]  # old Mac
+    assert docs("a\n\u00a0\nb\n\u3000\nc".encode()) == [
+        (1, {"text": "a"}), (3, {"text": "b"}), (5, {"text": "c"}),
+    ]  # fmt: skip
+    # no blank line at all: cut at line boundaries, not one record of the whole file
+    parts = docs(b"0123456789\n" * 30, max_block_chars=50)
+    assert [line for line, _ in parts[:3]] == [1, 5, 9]
+    assert all(len(rec["text"]) <= 50 for _, rec in parts)
+    assert "".join(rec["text"].replace("\n", "") for _, rec in parts) == "0123456789" * 30

@@ -10,6 +10,7 @@ duplicated) to a JSONL side file, so nothing is lost silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -52,17 +53,25 @@ class Rejected:
 
 @dataclass
 class StageCounts:
-    """What one stage saw: ``seen == kept + sum(rejected.values())``."""
+    """What one stage saw: ``seen + added == kept + sum(rejected.values())``.
+
+    ``added`` is zero except for a stage that makes several records of one (text
+    windows: a long document becomes ``1 + added`` windows); it is only written out when
+    non-zero."""
 
     seen: int = 0
     kept: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    added: int = 0
 
     def reconciles(self) -> bool:
-        return self.seen == self.kept + sum(self.rejected.values())
+        return self.seen + self.added == self.kept + sum(self.rejected.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seen": self.seen, "kept": self.kept, "rejected": dict(self.rejected)}
+        out = {"seen": self.seen, "kept": self.kept, "rejected": dict(self.rejected)}
+        if self.added:
+            out["added"] = self.added
+        return out
 
 
 class RejectSink:
@@ -70,15 +79,31 @@ class RejectSink:
     JSONL side file with every reject. ``strict=True`` raises on the first reject."""
 
     def __init__(
-        self, path: str | Path | None = None, *, strict: bool = False, max_examples: int = 5
+        self,
+        path: str | Path | None = None,
+        *,
+        strict: bool = False,
+        max_examples: int = 5,
+        atomic: bool = False,
     ) -> None:
         self.strict = strict
         self.max_examples = max_examples
         self.stages: dict[str, StageCounts] = {}
         self.examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._fh: TextIO | None = None
+        self._publish: contextlib.ExitStack | None = None
+        #: What a person must see though nothing was rejected (a shortfall allowed by
+        #: the recipe): the build puts these in the manifest and its summary.
+        self.warnings: list[str] = []
         self.path = Path(path) if path is not None else None
-        if self.path is not None:
+        if self.path is not None and atomic:
+            # Written to a temporary sibling; close() renames it into place, abort()
+            # removes it (a failed command leaves the previous file as it was).
+            from sftforge.fsutil import atomic_open
+
+            self._publish = contextlib.ExitStack()
+            self._fh = self._publish.enter_context(atomic_open(self.path, "w"))
+        elif self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
 
@@ -128,21 +153,41 @@ class RejectSink:
             self._fh.write(line + "\n")
 
     def close(self) -> None:
-        if self._fh is not None:
+        """Finish the side file (an atomic sink publishes it now)."""
+        if self._publish is not None:
+            stack, self._publish, self._fh = self._publish, None, None
+            stack.close()
+        elif self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def abort(self) -> None:
+        """Drop an atomic sink's unpublished side file (a plain one is just closed)."""
+        if self._publish is not None:
+            stack, self._publish, self._fh = self._publish, None, None
+            cancel = _Aborted()
+            stack.__exit__(type(cancel), cancel, None)
+        else:
+            self.close()
 
     def __enter__(self) -> RejectSink:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def total_rejected(self) -> int:
         return sum(sum(s.rejected.values()) for s in self.stages.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {name: counts.to_dict() for name, counts in self.stages.items()}
+
+
+class _Aborted(Exception):
+    """Thrown into an atomic side file's writer to discard it."""
 
 
 class Block(Protocol):

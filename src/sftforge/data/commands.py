@@ -46,12 +46,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     m = result.manifest
     print(
         f"read {m['records_read']} records; rejected {m['records_rejected']} (reasons in "
-        f"rejects.jsonl); train {result.counts.get('train', 0)}, "
+        f"rejects.jsonl); not sampled by the mix {m.get('records_not_sampled', 0)} (counted "
+        f"only); train {result.counts.get('train', 0)}, "
         f"validation {result.counts.get('validation', 0)}"
     )
     for stage, c in m["stages"].items():
         dropped = ", ".join(f"{k} {v}" for k, v in c["rejected"].items())
-        print(f"  {stage:16s} seen {c['seen']:>8d}  kept {c['kept']:>8d}  {dropped}")
+        added = f"  added {c['added']}" if c.get("added") else ""
+        print(f"  {stage:16s} seen {c['seen']:>8d}  kept {c['kept']:>8d}{added}  {dropped}")
+    if "windows" in m:
+        w = m["windows"]
+        print(
+            f"long text documents cut into windows: {w['documents']} documents -> "
+            f"{w['windows']} records ({w['windows_added']} added)"
+        )
+    if "decontamination" in m:
+        for path, n in m["decontamination"]["eval_files"].items():
+            print(f"  decontamination: {n} questions from {path}")
+    for warning in m.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"dataset: {result.out_dir}")
     for name in (
         "train.jsonl",
@@ -116,32 +129,49 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_in_place(args: argparse.Namespace, *outputs: str | Path | None) -> None:
+    """Stop before anything is opened when an output is the input (symlinks and hard
+    links included): writing it would destroy the data being read."""
+    from sftforge.fsutil import check_output_file, refuse_input_as_output
+
+    refuse_input_as_output([args.path], outputs)
+    for out in outputs:
+        if out is not None:
+            check_output_file(out)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from sftforge.data.writer import SplitWriter, row
+    from sftforge.fsutil import atomic_open, atomic_path
 
     out = Path(args.output)
-    sink = RejectSink(args.rejects) if args.rejects else RejectSink()
-    n = 0
-    if out.suffix == ".parquet":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = SplitWriter(out.parent, out.stem, jsonl=False)
-        writer.write(row(c, str(c.meta.get("source", ""))) for c in _read(args, sink))
-        writer.close()
-        n = writer.count
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            for conv in _read(args, sink):
-                fh.write(conv.to_json() + "\n")
-                n += 1
-    sink.close()
+    _refuse_in_place(args, out, args.rejects)
+    # Every file goes to a temporary sibling, renamed into place only once the input has
+    # been read to the end: a failure leaves the previous files as they were.
+    with RejectSink(args.rejects, atomic=True) if args.rejects else RejectSink() as sink:
+        n = 0
+        if out.suffix == ".parquet":
+            with atomic_path(out) as tmp:
+                writer = SplitWriter(out.parent, out.stem, jsonl=False, parquet_path=tmp)
+                writer.write(row(c, str(c.meta.get("source", ""))) for c in _read(args, sink))
+                writer.close()
+            n = writer.count
+        else:
+            with atomic_open(out, "w") as fh:
+                for conv in _read(args, sink):
+                    fh.write(conv.to_json() + "\n")
+                    n += 1
     print(f"wrote {n} conversations to {out}; rejected {sink.total_rejected()}")
     return 0
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from sftforge.data.block import run_blocks
+    from sftforge.fsutil import atomic_open
 
+    out = Path(args.output)
+    rejects = Path(args.rejects) if args.rejects else out.with_suffix(".rejects.jsonl")
+    _refuse_in_place(args, out, rejects)
     blocks: list[Any] = []
     if not args.no_exact:
         from sftforge.data.dedup import ExactDedup
@@ -159,15 +189,13 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         from sftforge.data.decontam import Decontaminate
 
         blocks.append(Decontaminate(args.decontaminate))
-    sink = RejectSink(args.rejects or Path(args.output).with_suffix(".rejects.jsonl"))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        for line in blocks[-1].loaded_lines():
+            print(line)
     n = 0
-    with out.open("w", encoding="utf-8") as fh:
+    with RejectSink(rejects, atomic=True) as sink, atomic_open(out, "w") as fh:
         for conv in run_blocks(blocks, _read(args, sink), sink):
             fh.write(conv.to_json() + "\n")
             n += 1
-    sink.close()
     for stage, c in sink.to_dict().items():
         print(f"{stage:16s} seen {c['seen']:>8d} kept {c['kept']:>8d} dropped {c['rejected']}")
     print(f"wrote {n} conversations to {out}; rejects with the sample each duplicated: {sink.path}")
@@ -199,6 +227,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         stats.observe(_read(args, sink), "all")
         stages = sink.to_dict()
         out = Path(args.output) if args.output else target.with_suffix(".report.html")
+    _refuse_in_place(args, out)
     path = write_report(
         out, title=f"Report: {target.name}", stats=stats, stages=stages, manifest=manifest
     )

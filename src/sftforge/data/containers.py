@@ -437,16 +437,32 @@ def iter_json(
 
 
 # -- plain text -----------------------------------------------------------------------------
-def iter_txt(fh: IO[bytes], source: str) -> Iterator[tuple[Location, Any]]:
+#: A block of lines without a blank line is cut into documents of about this many
+#: characters, at line boundaries (a file with no blank lines is not one huge record).
+TXT_MAX_BLOCK_CHARS = 100_000
+
+
+def iter_txt(
+    fh: IO[bytes], source: str, max_block_chars: int = TXT_MAX_BLOCK_CHARS
+) -> Iterator[tuple[Location, Any]]:
     """Plain text: one document per block of non-blank lines.
 
-    Blocks are separated by one or more blank (whitespace-only) lines; a document is its
-    lines joined with ``"\\n"`` (line breaks inside a block are kept, the trailing one and
-    ``\\r`` are dropped). Each document is yielded as ``{"text": ...}`` at the line where it
-    starts. A block with an undecodable line is reported as one ``invalid_utf8`` record.
+    * Line breaks are ``\\n``, ``\\r\\n`` and a lone ``\\r`` (old Mac files), and the
+      Unicode line separators ``str.splitlines`` knows.
+    * A blank line is empty or holds only whitespace, Unicode whitespace included (a
+      no-break or ideographic space, a form feed); one or more end a document.
+    * A document is its lines joined with ``"\\n"``, yielded as ``{"text": ...}`` at
+      the line where it starts.
+    * A block that grows past ``max_block_chars`` without a blank line (a file with none:
+      one paragraph per line) is cut at the line boundary before the limit: each part is a
+      document (one line longer than the limit stays whole, and the format layer judges
+      it). Long documents are then cut into training-length windows by the build (see
+      :mod:`sftforge.data.window`).
+    * A block with an undecodable line is reported as one ``invalid_utf8`` record.
     """
     index = 0
     lines: list[str] = []
+    size = 0
     start = 0
     bad: BadRecord | None = None
 
@@ -454,27 +470,40 @@ def iter_txt(fh: IO[bytes], source: str) -> Iterator[tuple[Location, Any]]:
         loc = {"source": source, "line": start, "index": index}
         return loc, bad if bad is not None else {"text": "\n".join(lines)}
 
-    for lineno, raw in enumerate(fh, 1):
-        if lineno == 1 and raw.startswith(_BOM):
-            raw = raw[3:]
-        if raw.isspace() or not raw:
-            if lines or bad is not None:
-                yield flush()
-                index += 1
-                lines, bad = [], None
-            continue
-        if not lines and bad is None:
-            start = lineno
+    lineno = 0
+    for raw_line in fh:
+        if lineno == 0 and raw_line.startswith(_BOM):
+            raw_line = raw_line[3:]
         try:
-            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+            parts = raw_line.decode("utf-8").splitlines() or [""]
         except UnicodeDecodeError as err:
+            lineno += 1
             if bad is None:
+                if not lines:
+                    start = lineno
                 bad = BadRecord(
                     "invalid_utf8",
-                    f"invalid UTF-8 on line {lineno}: byte 0x{raw[err.start]:02x} at byte "
+                    f"invalid UTF-8 on line {lineno}: byte 0x{raw_line[err.start]:02x} at byte "
                     f"offset {err.start}",
-                    _cut(raw.decode("utf-8", "backslashreplace")),
+                    _cut(raw_line.decode("utf-8", "backslashreplace")),
                 )
+            continue
+        for text in parts:
+            lineno += 1
+            if not text or text.isspace():
+                if lines or bad is not None:
+                    yield flush()
+                    index += 1
+                    lines, bad, size = [], None, 0
+                continue
+            if lines and bad is None and size + len(text) > max_block_chars:
+                yield flush()
+                index += 1
+                lines, size = [], 0
+            if not lines and bad is None:
+                start = lineno
+            lines.append(text)
+            size += len(text) + 1
     if lines or bad is not None:
         yield flush()
 

@@ -24,7 +24,8 @@ Defaults and why:
 Eval sources: :func:`load_eval_questions` reads the MMLU (no header: ``question,A,B,C,D,
 answer``), C-Eval (``id,question,A,B,C,D,answer[,explanation]``) and CMMLU
 (``,Question,A,B,C,D,Answer``) CSV layouts, JSON Lines or JSON arrays with a
-``question``/``prompt``/``instruction`` field, and plain ``.txt`` files of one question per
+``question``/``prompt``/``instruction`` field (Alpaca-Eval: ``instruction``) or a ``turns``
+list (MT-Bench: every turn is a question), and plain ``.txt`` files of one question per
 line, from a file or a directory tree.
 """
 
@@ -52,6 +53,8 @@ EVAL_SUFFIXES = (".csv", ".jsonl", ".json", ".txt")
 #: Fields holding the question in JSON / JSONL eval files, in order of preference.
 QUESTION_FIELDS = ("question", "prompt", "instruction", "problem", "query")
 _CHOICE_FIELDS = ("choices", "options")
+#: MT-Bench style: every user turn of ``turns`` is a question.
+TURNS_FIELD = "turns"
 
 EvalQuestion = tuple[str, str]  # (location "file:row", question text)
 
@@ -79,9 +82,21 @@ def _csv_questions(path: Path, shown: str, with_choices: bool) -> Iterator[EvalQ
             yield f"{shown}:{start}", text
 
 
+def _record_questions(obj: Any, with_choices: bool) -> list[str]:
+    """The questions of one JSON record: its question field, or each user turn of a
+    ``turns`` list (MT-Bench: ``{"question_id", "category", "turns": [...]}``)."""
+    q = _record_question(obj, with_choices)
+    if q is not None:
+        return [q]
+    turns = obj.get(TURNS_FIELD) if isinstance(obj, dict) else None
+    if isinstance(turns, list):
+        return [t for t in turns if isinstance(t, str) and t.strip()]
+    return []
+
+
 def _record_question(obj: Any, with_choices: bool) -> str | None:
     if isinstance(obj, str):
-        return obj
+        return obj if obj.strip() else None
     if not isinstance(obj, dict):
         return None
     for key in QUESTION_FIELDS:
@@ -104,10 +119,12 @@ def _json_questions(path: Path, shown: str, with_choices: bool) -> Iterator[Eval
             records = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SftForgeError(f"{shown}: invalid JSON: {exc}") from None
+        if not isinstance(records, list):
+            records = [records]
         for i, obj in enumerate(records):
-            q = _record_question(obj, with_choices)
-            if q is not None:
-                yield f"{shown}[{i}]", q
+            qs = _record_questions(obj, with_choices)
+            for t, q in enumerate(qs):
+                yield f"{shown}[{i}]" + (f" turn {t + 1}" if len(qs) > 1 else ""), q
         return
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
@@ -116,9 +133,9 @@ def _json_questions(path: Path, shown: str, with_choices: bool) -> Iterator[Eval
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise SftForgeError(f"{shown}:{lineno}: invalid JSON: {exc.msg}") from None
-        q = _record_question(obj, with_choices)
-        if q is not None:
-            yield f"{shown}:{lineno}", q
+        qs = _record_questions(obj, with_choices)
+        for t, q in enumerate(qs):
+            yield f"{shown}:{lineno}" + (f" turn {t + 1}" if len(qs) > 1 else ""), q
 
 
 def _txt_questions(path: Path, shown: str) -> Iterator[EvalQuestion]:
@@ -128,13 +145,17 @@ def _txt_questions(path: Path, shown: str) -> Iterator[EvalQuestion]:
                 yield f"{shown}:{lineno}", raw.rstrip("\n")
 
 
-def load_eval_questions(path: str | Path, *, with_choices: bool = False) -> list[EvalQuestion]:
+def load_eval_questions(
+    path: str | Path, *, with_choices: bool = False, loaded: dict[str, int] | None = None
+) -> list[EvalQuestion]:
     """``[(location, question), ...]`` from an eval file or every eval file under a
     directory (``.csv``, ``.jsonl``, ``.json``, ``.txt``; sorted). Locations read
     ``file:line`` (the line a CSV record starts on; ``file[i]`` for JSON arrays), with paths
     relative to the directory's parent (``mmlu/dev/x.csv:3``) or as given for a file.
     ``with_choices`` appends the answer options (CSV columns A-D, JSON ``choices``) to the
-    question text."""
+    question text. ``loaded``, when given, receives the number of questions read from
+    each file. A file that yields no question is an error (a layout this reader does not
+    know would otherwise decontaminate against nothing, silently)."""
     root = Path(path)
     if root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in EVAL_SUFFIXES)
@@ -143,9 +164,14 @@ def load_eval_questions(path: str | Path, *, with_choices: bool = False) -> list
         files, base = [root], None
     else:
         raise SftForgeError(f"eval source {str(root)!r} does not exist")
+    if not files:
+        raise SftForgeError(
+            f"eval source {str(root)!r}: no eval files in it ({', '.join(EVAL_SUFFIXES)})"
+        )
     out: list[EvalQuestion] = []
     for f in files:
         shown = f.relative_to(base).as_posix() if base is not None else str(f)
+        before = len(out)
         if f.suffix == ".csv":
             out.extend(_csv_questions(f, shown, with_choices))
         elif f.suffix in (".jsonl", ".json"):
@@ -157,6 +183,14 @@ def load_eval_questions(path: str | Path, *, with_choices: bool = False) -> list
                 f"{shown}: unsupported eval file type {f.suffix!r} "
                 f"(expected one of {', '.join(EVAL_SUFFIXES)})"
             )
+        if len(out) == before:
+            raise SftForgeError(
+                f"{f}: no eval questions found in it; expected an MMLU/C-Eval/CMMLU CSV, or "
+                f"JSON/JSONL records with a {'/'.join(QUESTION_FIELDS)} field or a "
+                f"'{TURNS_FIELD}' list (MT-Bench), or a .txt of one question per line"
+            )
+        if loaded is not None:
+            loaded[str(f)] = len(out) - before
     return out
 
 
@@ -227,18 +261,23 @@ class Decontaminate:
         self._build()
         self.clusters = DuplicateClusters(max_clusters)
 
-    @staticmethod
-    def _collect(evals: Any, with_choices: bool) -> list[EvalQuestion]:
+    def _collect(self, evals: Any, with_choices: bool) -> list[EvalQuestion]:
+        #: Questions read per eval file (for the manifest and the build summary).
+        self.loaded: dict[str, int] = {}
         if isinstance(evals, (str, Path)):
-            return load_eval_questions(evals, with_choices=with_choices)
+            return load_eval_questions(evals, with_choices=with_choices, loaded=self.loaded)
         out: list[EvalQuestion] = []
         for item in evals:
             if isinstance(item, (str, Path)):
-                out.extend(load_eval_questions(item, with_choices=with_choices))
+                out.extend(load_eval_questions(item, with_choices=with_choices, loaded=self.loaded))
             else:
                 loc, text = item
                 out.append((str(loc), str(text)))
         return out
+
+    def loaded_lines(self) -> list[str]:
+        """One line per eval file: how many questions it gave."""
+        return [f"decontamination: {n} questions from {f}" for f, n in self.loaded.items()]
 
     def _min_tokens(self, n: int) -> int:
         return self.min_tokens if self.min_tokens is not None else math.ceil(0.75 * n)

@@ -23,14 +23,13 @@ Counts reconcile at every stage and overall: every record read is in the output 
 
 from __future__ import annotations
 
-import json
-import mmap
 import multiprocessing as mp
 import os
 import shutil
 import time
+import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,11 @@ import numpy as np
 
 from sftforge.data.block import Rejected, RejectSink, StageCounts, chunks
 from sftforge.data.build_worker import init_worker, tag_source
-from sftforge.data.mix import MULTI, SINGLE, TEXT, turn_code
+from sftforge.data.mix import turn_code
 from sftforge.data.prepared import Prepared, PreparedBatch, loads
 from sftforge.data.recipe import Recipe, RecipeError
-from sftforge.data.writer import conversation_from_row, row_line
+from sftforge.data.spool import Ref, Spool, ref_pool
+from sftforge.data.writer import conversation_from_row
 from sftforge.types import Conversation
 
 Log = Callable[[str], None]
@@ -57,8 +57,12 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
     the tokenizer for token bounds, each source's expected language for the language
     filter."""
     from sftforge.data.filters import block_params, build_block
+    from sftforge.data.window import window_block
 
-    blocks = []
+    blocks: list[Any] = []
+    windows = window_block(recipe, tokenizer)
+    if windows is not None:  # before cleaning and filters: long documents are cut, not lost
+        blocks.append(windows)
     for spec in (*recipe.clean, *recipe.filters):
         params = dict(spec.params)
         valid = block_params(spec.name)
@@ -71,6 +75,21 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
             params.setdefault("default", None)
         blocks.append(build_block(spec.name, **params))
     return blocks
+
+
+def record_stage_names(recipe: Recipe) -> list[str]:
+    """The stages of :func:`record_blocks`, in order (without building the blocks)."""
+    names = [spec.name for spec in (*recipe.clean, *recipe.filters)]
+    if recipe.window.enabled and (
+        recipe.window.max_chars is not None
+        or recipe.window.max_tokens is not None
+        or any(
+            b.name == "length" and (b.params.get("max_chars") or b.params.get("max_tokens"))
+            for b in recipe.filters
+        )
+    ):
+        names.insert(0, "window")
+    return names
 
 
 # The conversation round trip (builds with decontamination or strict): the workers run the
@@ -111,85 +130,9 @@ def _merge_counts(sink: RejectSink, counts: dict[str, dict], records: list[dict]
         target.seen += c["seen"]
         target.kept += c["kept"]
         target.rejected.update(c["rejected"])
+        target.added += c.get("added", 0)
     for rec in records:
         sink.add_record(rec)
-
-
-# -- the spool: kept records on disk, an index in memory ----------------------------------------
-class Spool:
-    """Kept conversations as JSON lines in a file, addressed by integer id."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = path.open("wb")
-        self.offsets: list[int] = []
-        self.sources: list[int] = []
-        self.codes: list[int] = []
-        self._pos = 0
-        self._map: mmap.mmap | None = None
-
-    def add(self, conv: Conversation, source: int, code: int, source_name: str) -> None:
-        # Stored as the output row, so writing the dataset is a copy, not a re-encode.
-        self.add_line(row_line(conv, source_name), source, code)
-
-    def add_line(self, line: bytes, source: int, code: int) -> None:
-        """Add a row already serialised by :func:`~sftforge.data.writer.row_line`."""
-        self._fh.write(line)
-        self.offsets.append(self._pos)
-        self._pos += len(line)
-        self.sources.append(source)
-        self.codes.append(code)
-
-    def seal(self) -> None:
-        self._fh.close()
-        self.offsets.append(self._pos)
-        if self._pos:
-            with self.path.open("rb") as fh:
-                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def line(self, i: int) -> str:
-        return self.raw(i).decode("utf-8")
-
-    def raw(self, i: int) -> bytes:
-        """Record ``i``'s row as stored: one UTF-8 JSON line, newline included."""
-        assert self._map is not None
-        return self._map[self.offsets[i] : self.offsets[i + 1]]
-
-    def get(self, i: int) -> Conversation:
-        return conversation_from_row(json.loads(self.line(i)))
-
-    def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-
-
-class _Assistant:
-    __slots__ = ()
-    role = "assistant"
-
-
-_A = _Assistant()
-#: Stand-in messages by turn code (text, single, multi), enough for the mixer to count turns.
-_STAND_IN = {TEXT: ("text", ()), SINGLE: ("chat", (_A,)), MULTI: ("chat", (_A, _A))}
-
-
-class Ref:
-    """A spooled record as the mixer sees it: its id, kind and number of assistant turns,
-    without loading the conversation (a million of these take about 100 MB)."""
-
-    __slots__ = ("id", "kind", "messages")
-
-    def __init__(self, record_id: int, code: int) -> None:
-        self.id = record_id
-        self.kind, self.messages = _STAND_IN[code]
-
-
-def ref_pool(ids: np.ndarray, codes: np.ndarray) -> list[Ref]:
-    return [Ref(int(i), int(c)) for i, c in zip(ids, codes, strict=True)]
 
 
 # -- the build --------------------------------------------------------------------------------
@@ -228,7 +171,11 @@ def _parallel(
 
 
 def _prepared_parallel(
-    pool: Any, tasks: Iterator[tuple[Any, ...]], sink: RejectSink, inflight: int
+    pool: Any,
+    tasks: Iterator[tuple[Any, ...]],
+    sink: RejectSink,
+    inflight: int,
+    per_source: list[int],
 ) -> Iterator[Prepared]:
     """Run tasks in the pool (``build_worker.run_task``), a bounded number in flight, and
     yield the prepared records in input order; counts and rejects are merged as each
@@ -241,7 +188,9 @@ def _prepared_parallel(
         _merge_counts(sink, batch.counts, [])
         for stage, reason, line in batch.rejects:
             sink.add_line(stage, reason, line)
-        return batch.items()
+        items = batch.items()
+        per_source[batch.source] += len(items)
+        return items
 
     for task in tasks:
         pending.append(pool.apply_async(run_task, (task,)))
@@ -249,6 +198,16 @@ def _prepared_parallel(
             yield from collect(pending.popleft().get())
     while pending:
         yield from collect(pending.popleft().get())
+
+
+def _count_sources(
+    stream: Iterable[Conversation], per_source: list[int], sid_of: dict[str, int]
+) -> Iterator[Conversation]:
+    """Count each source's records as they leave the per-record stages (the paths that
+    ship conversations; prepared batches are counted per batch)."""
+    for conv in stream:
+        per_source[sid_of[conv.meta["source_name"]]] += 1
+        yield conv
 
 
 def _jsonl_format(recipe: Recipe, src: Any) -> str | None:
@@ -335,7 +294,18 @@ def build_dataset(
     progress: bool = True,
     log: Log = print,
 ) -> BuildResult:
-    """Run the recipe and write the dataset folder; returns where and what was written."""
+    """Run the recipe and publish the dataset folder; returns where and what was written.
+
+    The build holds the output's lock throughout (a second build of the same output stops
+    at once, naming this one), works in a temporary sibling of the output (spool files
+    included), writes ``manifest.json`` last and swaps the finished folder into place in
+    one rename. A build that fails or is killed leaves the previous dataset as it was
+    (see docs/data_safety.md)."""
+    from sftforge.data.build_output import check_output_folder, clear_leftovers, write_error
+    from sftforge.errors import SftForgeError
+    from sftforge.fsutil import publish_dir
+    from sftforge.lockfile import hold_lock
+
     started = time.time()
     out_dir = (
         Path(output) if output else recipe.resolve(recipe.output or f"runs/data/{recipe.name}")
@@ -343,10 +313,46 @@ def build_dataset(
     for i, s in enumerate(recipe.sources):
         if not recipe.resolve(s.path).exists():
             raise RecipeError(f"sources[{i}].path: {recipe.resolve(s.path)} does not exist")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(recipe, out_dir)
+    done: dict[str, Any] = {}
+
+    def write(staging: Path) -> None:
+        done["manifest"], done["counts"] = _build_into(
+            recipe, staging, num_proc or recipe.num_proc, write_report, progress, log, started
+        )
+
+    try:
+        with hold_lock(out_dir, "building"):
+            clear_leftovers(out_dir, log)
+            publish_dir(out_dir, write, replace=True)
+    except OSError as exc:  # a full disk, a read-only folder, a parent that is a file
+        if isinstance(exc, SftForgeError):
+            raise
+        raise write_error(out_dir, exc) from exc
+    report = out_dir / "report.html" if write_report else None
+    return BuildResult(out_dir, done["manifest"], report, done["counts"])
+
+
+def _build_into(
+    recipe: Recipe,
+    out_dir: Path,
+    procs: int,
+    write_report: bool,
+    progress: bool,
+    log: Log,
+    started: float,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The build itself, into ``out_dir`` (the staging folder): returns the manifest and
+    the written counts."""
+    from sftforge.data.build_output import (
+        build_manifest,
+        check_pools,
+        clusters_of,
+        write_manifest,
+    )
+
     work = out_dir / ".work"
     work.mkdir(exist_ok=True)
-    procs = num_proc or recipe.num_proc
     # Loaded here only when the record blocks run here; otherwise after the stream, for
     # statistics (importing the tokenizer stack costs seconds and hundreds of MB, which
     # would add to the de-duplication index at the peak of the main process's memory).
@@ -360,10 +366,12 @@ def build_dataset(
     # Stages in pipeline order (lazy generators would otherwise register them backwards).
     sink.stage("read")
     source_stage = sink.stage("source")
-    for spec in (*recipe.clean, *recipe.filters):
-        sink.stage(spec.name)
+    for name in record_stage_names(recipe):
+        sink.stage(name)
     for block in global_blocks:
         sink.stage(block.name)
+    sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
+    per_source = [0] * len(recipe.sources)  # records out of the per-record stages
     pool = None
     # Workers read, filter and prepare records for exact and near de-duplication; other
     # global blocks (decontamination) need conversations, and strict builds must stop at
@@ -398,17 +406,18 @@ def build_dataset(
             stream: Iterable[Any]
             if prepared:
                 stream = _prepared_parallel(
-                    pool, _tasks(recipe, sink, source_stage), sink, 2 * procs
+                    pool, _tasks(recipe, sink, source_stage), sink, 2 * procs, per_source
                 )
-            elif pool is not None:
-                stream = _parallel(pool, chunks(all_sources(), _CHUNK), sink, 2 * procs)
             else:
-                stream = all_sources()
-                for block in serial_blocks:
-                    stream = block.run(stream, sink)
+                if pool is not None:
+                    stream = _parallel(pool, chunks(all_sources(), _CHUNK), sink, 2 * procs)
+                else:
+                    stream = all_sources()
+                    for block in serial_blocks:
+                        stream = block.run(stream, sink)
+                stream = _count_sources(stream, per_source, sid_of)
             for block in global_blocks:
                 stream = block.run(stream, sink)
-            sid_of = {s.name: i for i, s in enumerate(recipe.sources)}
             advance = [0] * len(tasks)  # the progress bar, updated in steps (it is slow)
             for item in stream:
                 if type(item) is Prepared:
@@ -430,6 +439,7 @@ def build_dataset(
         if pool is not None:
             pool.terminate()
             pool.join()
+        sink.close()
         raise
     if pool is not None and not prepared:
         pool.close()
@@ -437,6 +447,7 @@ def build_dataset(
         pool = None
     spool.seal()
     try:  # a pool left open counts tokens for the statistics (its workers hold a tokenizer)
+        check_pools(recipe, per_source, sink)
         written, stats, split_counts, mix_report, selection = _finish(
             recipe, out_dir, spool, sink, pool, tokenizer, log
         )
@@ -444,30 +455,27 @@ def build_dataset(
         if pool is not None:
             pool.close()
             pool.join()
-    sink.close()
-    spool.close()
+        sink.close()
+        spool.close()
     shutil.rmtree(work, ignore_errors=True)
 
-    manifest = _manifest(
+    manifest = build_manifest(
         recipe, out_dir, sink, stats, mix_report, split_counts, selection, global_blocks, started
     )
-    (out_dir / "manifest.json").write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    report_path = None
     if write_report:
         from sftforge.data.report import write_report as render
 
-        report_path = render(
+        render(
             out_dir / "report.html",
             title=f"Dataset {recipe.name}",
             stats=stats,
             stages=sink.to_dict(),
-            clusters=_clusters(global_blocks),
+            clusters=clusters_of(global_blocks),
             manifest=manifest,
         )
+    write_manifest(out_dir, manifest)  # last: its presence marks the folder complete
     counts = {"read": sink.stages["read"].seen if "read" in sink.stages else 0, **written}
-    return BuildResult(out_dir, manifest, report_path, counts)
+    return manifest, counts
 
 
 def _finish(
@@ -593,7 +601,8 @@ def _select(
 def _mix(
     recipe: Recipe, spool: Spool, pools: dict[str, list[Ref]], sink: RejectSink
 ) -> tuple[list[Ref], Any]:
-    from sftforge.data.mix import MixPlan, SourceMix, mix
+    from sftforge.data.build_output import check_mix
+    from sftforge.data.mix import MixPlan, MixWarning, SourceMix, mix
 
     plan = MixPlan(
         sources=tuple(
@@ -607,18 +616,22 @@ def _mix(
         replay_ratio=recipe.mix.replay_ratio,
         seed=recipe.seed,
     )
-    mixed, report = mix(pools, plan, None)
+    with warnings.catch_warnings():  # surfaced below: an error, or a recorded warning
+        warnings.simplefilter("ignore", MixWarning)
+        mixed, report = mix(pools, plan, None)
+    check_mix(recipe, report, sink)
     # Counts are of distinct records (an upsampled record is kept once, repeated in output).
+    # Records not drawn are counted, not written to rejects.jsonl: they are fine records
+    # the recipe's shares left out (writing them made rejects.jsonl mostly sampling).
     chosen = np.zeros(len(spool), dtype=bool)
     chosen[[r.id for r in mixed]] = True
     counts = sink.stage("mix")
-    in_pools = [r.id for p in pools.values() for r in p]
+    in_pools = np.asarray([r.id for p in pools.values() for r in p], dtype=np.int64)
     counts.seen += len(in_pools)
-    left = [i for i in in_pools if not chosen[i]]
-    counts.kept += counts.seen - len(left)
-    for i in left:
-        conv = spool.get(i)
-        sink.reject(Rejected("not_sampled", "mix", "not drawn for the mix", conversation=conv))
+    left = int((~chosen[in_pools]).sum()) if len(in_pools) else 0
+    counts.kept += counts.seen - left
+    if left:
+        counts.rejected["not_sampled"] += left
     return mixed, report
 
 
@@ -638,58 +651,3 @@ def _split(recipe: Recipe, mixed: list[Ref], report: Any) -> tuple[list[int], li
         )
     counts = {k: {"train": v.train, "val": v.val} for k, v in result.counts.items()}
     return [r.id for r in result.train], [r.id for r in result.val], counts
-
-
-def _clusters(blocks: Sequence[Any]) -> list[dict[str, Any]]:
-    out = []
-    for block in blocks:
-        clusters = getattr(block, "clusters", None)
-        if clusters is None:
-            continue
-        for c in clusters.to_list() if hasattr(clusters, "to_list") else list(clusters):
-            item = c if isinstance(c, dict) else c.to_dict()
-            out.append({"stage": getattr(block, "name", ""), **item})
-    return out
-
-
-def _manifest(
-    recipe: Recipe,
-    out_dir: Path,
-    sink: RejectSink,
-    stats: Any,
-    mix_report: Any,
-    split_counts: dict,
-    selection: dict,
-    blocks: Sequence[Any],
-    started: float,
-) -> dict[str, Any]:
-    from sftforge.data.writer import sha256_file, versions
-
-    stages = sink.to_dict()
-    read = stages.get("read", {"seen": 0})
-    files = {}
-    for name in ("train.jsonl", "train.parquet", "validation.jsonl", "validation.parquet"):
-        files[name] = sha256_file(out_dir / name)
-    return {
-        "name": recipe.name,
-        "seed": recipe.seed,
-        "created_unix": int(started),
-        "seconds": round(time.time() - started, 2),
-        "recipe": recipe.to_dict(),
-        "inputs": {
-            s.name: {
-                "path": str(recipe.resolve(s.path)),
-                "sha256": sha256_file(recipe.resolve(s.path)),
-            }
-            for s in recipe.sources
-        },
-        "stages": stages,
-        "records_read": read.get("seen", 0),
-        "records_rejected": sink.total_rejected(),
-        "mix": mix_report.to_dict() if hasattr(mix_report, "to_dict") else {},
-        "split": split_counts,
-        "selection": selection,
-        "stats": stats.to_dict(),
-        "outputs": files,
-        "versions": versions(),
-    }

@@ -67,6 +67,23 @@ class MixSpec:
     total: int | None = None
     multi_turn_share: float | None = None
     replay_ratio: float | None = None
+    #: A source with no records, or a share/count the pools cannot meet, fails the build;
+    #: true makes it a warning (in the manifest and the build summary) instead.
+    allow_shortfall: bool = False
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Long text documents (``kind: text``: replay, ``.txt``) cut into training-length
+    windows at paragraph boundaries instead of being dropped by the length filter.
+
+    ``max_chars`` / ``max_tokens``: the window size (default: the ``length`` filter's
+    ``max_chars`` / ``max_tokens``; neither: no windows). ``enabled: false`` turns it off.
+    """
+
+    enabled: bool = True
+    max_chars: int | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,7 @@ class Recipe:
     select: SelectSpec | None = None
     mix: MixSpec = field(default_factory=MixSpec)
     split: SplitSpec = field(default_factory=SplitSpec)
+    window: WindowSpec = field(default_factory=WindowSpec)
     num_proc: int = 1
     strict: bool = False
     base_dir: str = "."
@@ -146,6 +164,8 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
         data["mix"] = _build(MixSpec, data["mix"] or {}, "mix")
     if "split" in data:
         data["split"] = _build(SplitSpec, data["split"] or {}, "split")
+    if "window" in data:
+        data["window"] = _build(WindowSpec, data["window"] or {}, "window")
     recipe = _build(Recipe, data, "")
     _check(recipe)
     return recipe
@@ -205,5 +225,9 @@ def _check(recipe: Recipe) -> None:
             raise RecipeError(f"mix.{key}: must be between 0 and 1")
     if not 0 <= recipe.split.val_ratio < 1:
         raise RecipeError("split.val_ratio: must be in [0, 1)")
+    for key in ("max_chars", "max_tokens"):
+        value = getattr(recipe.window, key)
+        if value is not None and value < 1:
+            raise RecipeError(f"window.{key}: must be at least 1")
     if recipe.num_proc < 1:
         raise RecipeError("num_proc: must be at least 1")

@@ -126,11 +126,16 @@ def plot_stages(stages: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def plot_drop_reasons(stages: Mapping[str, Mapping[str, Any]]) -> str:
+    # Quality drops only: records the mix did not sample are fine records, counted in the
+    # stage table, and would otherwise dwarf every real reason.
+    sampling = ("not_sampled",)
     rows = [
         (f"{stage}: {reason}", n)
         for stage, counts in stages.items()
         for reason, n in counts["rejected"].items()
+        if reason not in sampling
     ]
+    not_sampled = sum(c["rejected"].get(r, 0) for c in stages.values() for r in sampling)
     fig, ax = plt.subplots(figsize=(6.4, max(2.0, 0.35 * len(rows) + 1)))
     if rows:
         rows.sort(key=lambda r: r[1])
@@ -139,7 +144,8 @@ def plot_drop_reasons(stages: Mapping[str, Mapping[str, Any]]) -> str:
     else:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center")
         ax.set_axis_off()
-    ax.set_title("Drop reasons")
+    note = f" (not sampled by the mix, not shown: {not_sampled})" if not_sampled else ""
+    ax.set_title("Drop reasons" + note)
     return _png(fig)
 
 
@@ -150,7 +156,7 @@ def _stage_table(stages: Mapping[str, Mapping[str, Any]]) -> str:
     ]
     for name, c in stages.items():
         dropped = ", ".join(f"{r}: {n}" for r, n in sorted(c["rejected"].items())) or "-"
-        ok = c["seen"] == c["kept"] + sum(c["rejected"].values())
+        ok = c["seen"] + c.get("added", 0) == c["kept"] + sum(c["rejected"].values())
         mark = '<span class="ok">yes</span>' if ok else '<span class="bad">NO</span>'
         rows.append(
             f"<tr><td>{_esc(name)}</td><td class=num>{c['seen']}</td>"
@@ -214,6 +220,7 @@ def write_report(
         parts.append(_esc(json.dumps(manifest, ensure_ascii=False, indent=2)))
         parts.append("</pre>")
     parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    from sftforge.fsutil import atomic_write_text
+
+    atomic_write_text(path, "\n".join(parts))
     return path

@@ -111,10 +111,16 @@ class SplitWriter:
     """
 
     def __init__(
-        self, out_dir: Path, name: str, batch_rows: int = 5000, *, jsonl: bool = True
+        self,
+        out_dir: Path,
+        name: str,
+        batch_rows: int = 5000,
+        *,
+        jsonl: bool = True,
+        parquet_path: Path | None = None,
     ) -> None:
         self.jsonl_path = out_dir / f"{name}.jsonl"
-        self.parquet_path = out_dir / f"{name}.parquet"
+        self.parquet_path = parquet_path or out_dir / f"{name}.parquet"
         self._jsonl = self.jsonl_path.open("wb") if jsonl else None
         self._rows: list[dict[str, Any]] = []
         self._raw: list[bytes] = []  # rows as JSON lines (pending rows are of one kind)
