@@ -221,3 +221,18 @@ def test_parallel_build_with_prepared_records_matches_serial(tmp_path, planted):
         return (r["where"], r["stage"], r["reason"])
 
     assert sorted(rejects(parallel), key=key) == sorted(rejects(serial), key=key)
+
+
+def test_diversity_selection_keeps_turn_codes_of_the_chosen_records(tmp_path, planted):
+    """Selection narrows each pool to the chosen records (the shipped
+    diverse_multiturn.yaml failed with a zip() length error before)."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, planted, select={"n": 3, "method": "kcenter", "features": "hashing"},
+                     mix={"allow_shortfall": True})  # fmt: skip
+    )
+    result = build_dataset(recipe, output=tmp_path / "out", progress=False, log=lambda _: None)
+    m = json.loads((result.out_dir / "manifest.json").read_text())
+    assert m["stages"]["select"]["kept"] > 0
+    assert m["selection"] and all(v["selected"] <= 3 for v in m["selection"].values())
+    # every selected record is in the output exactly as far as the mix drew it
+    assert m["stages"]["select"]["kept"] == sum(v["selected"] for v in m["selection"].values())

@@ -590,7 +590,7 @@ def _select(
             counts.kept += int(mask.sum())
             for c in (c for c, m in zip(convs, mask, strict=True) if not m):
                 sink.reject(Rejected("not_selected", "select", "less diverse", conversation=c))
-            ids = ids[chosen]
+            ids, convs = ids[chosen], [convs[i] for i in chosen]
             out[name] = result.to_dict()
             log(f"selected {len(chosen)} of {len(convs)} from {name} for diversity")
         codes = np.asarray([turn_code(c) for c in convs], dtype=np.int8)
