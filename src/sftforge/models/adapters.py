@@ -121,15 +121,18 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _base_candidates(path: Path) -> list[str]:
     """Where an adapter's base may be, most specific first: the reference as trained with
-    (``smollm2``, the path the config gave), this machine's recorded folder, the path
-    relative to the training config's folder, peft's ``base_model_name_or_path``."""
+    (``smollm2``, the path the config gave; a relative one against the training config's
+    folder), the recorded folder, the same place relative to the adapter folder (both
+    moved together), peft's ``base_model_name_or_path``."""
     from sftforge.tokenizer import DEFAULT_ALIASES
 
     info = _read_json(path / "run.json")
     peft_ref = str(_read_json(path / "adapter_config.json").get("base_model_name_or_path") or "")
     ref = str(info.get("base_model") or "")
+    relative = info.get("base_model_relative")
+    beside = str((path / relative).resolve()) if relative else ""
     found: list[str] = []
-    for candidate in (ref, str(info.get("base_model_dir") or ""), peft_ref):
+    for candidate in (ref, str(info.get("base_model_dir") or ""), beside, peft_ref):
         if not candidate:
             continue
         if candidate.lower() in DEFAULT_ALIASES:

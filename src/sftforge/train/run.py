@@ -428,6 +428,8 @@ def _train(
                 "trained_tokens_per_s": round(counter.trained_per_second(), 2),
             },
         )
+        # The base relative to this folder: found again when both move together.
+        info["base_model_relative"] = os.path.relpath(model_dir, out)
         info["global_step"] = result.global_step
         info["resumed_from"] = resume
         artifacts.write_run_info(out, info)  # last: its presence marks a finished run
