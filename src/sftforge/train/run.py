@@ -117,6 +117,12 @@ def barrier() -> None:
         PartialState().wait_for_everyone()
 
 
+def model_source(config: TrainConfig) -> str | Path:
+    """``model.path``: an alias as it is, a path relative to the config file's folder."""
+    path = config.model.path
+    return path if path.lower() in DEFAULT_ALIASES else config.resolve(path)
+
+
 def run_record(
     config: TrainConfig, out: Path, files: DatasetFiles, weights: dict[str, Any]
 ) -> dict[str, Any]:
@@ -128,8 +134,7 @@ def run_record(
     data["data"]["path"] = str(config.resolve(config.data.path))
     if config.data.validation:
         data["data"]["validation"] = str(config.resolve(config.data.validation))
-    if config.model.path.lower() not in DEFAULT_ALIASES:
-        data["model"]["path"] = str(config.resolve(config.model.path))
+    data["model"]["path"] = str(model_source(config))
     if config.model.template.endswith(".json"):
         data["model"]["template"] = str(config.resolve(config.model.template))
     data["fingerprints"] = {
@@ -163,7 +168,7 @@ def run_training(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ctx = RunContext.create(config, int(os.environ.get("WORLD_SIZE", "1")), device)
 
-    model_dir = resolve_model_dir(config.model.path)
+    model_dir = resolve_model_dir(model_source(config))
     tokenizer = load_tokenizer(model_dir)
     template = resolve_template(config.model.template, tokenizer, config)
     say(
@@ -183,6 +188,7 @@ def run_training(
 
     lock = hold_lock(out, "training") if is_main_process() else contextlib.nullcontext()
     with lock:
+        extending = run_state(out) == "finished"
         action, resume_from = decide(out, config, record, overwrite=overwrite, resume=resume)
         barrier()  # every process decided before the folder changes
         if action == "overwrite" and is_main_process():
@@ -193,7 +199,17 @@ def run_training(
         barrier()
         out.mkdir(parents=True, exist_ok=True)
         return _train(
-            config, ctx, out, model_dir, tokenizer, template, files, weights, record, resume_from
+            config,
+            ctx,
+            out,
+            model_dir,
+            tokenizer,
+            template,
+            files,
+            weights,
+            record,
+            resume_from,
+            extending=extending and resume_from is not None,
         )
 
 
@@ -309,6 +325,8 @@ def _train(
     weights: dict[str, Any],
     record: dict[str, Any],
     resume: str | None,
+    *,
+    extending: bool = False,
 ) -> TrainResult:
     checkpoints = out / CHECKPOINTS_DIR
     # -- data ------------------------------------------------------------------------------
@@ -348,7 +366,9 @@ def _train(
     before: dict[str, float] = {}
     if resume:
         step = checkpoint_step(resume)
-        total = planned_steps(trainer)
+        # A finished run continued with no more steps would "train" 0 steps and report
+        # nothing; an unfinished one killed after its last checkpoint just completes.
+        total = planned_steps(trainer) if extending else None
         if total is not None and step >= total:
             raise RunStateError(
                 f"{out}: its last checkpoint is at step {step}, and this config trains "
