@@ -34,7 +34,7 @@ def run_quickstart(out: Path, *, overrides: list[str] | None = None) -> dict[str
     from sftforge.data.recipe import load_recipe
     from sftforge.train.commands import merge_run
     from sftforge.train.config import load_train_config
-    from sftforge.train.run import run_training
+    from sftforge.train.run import ConfigChangedError, run_state, run_training
 
     started = time.perf_counter()
     out = out.resolve()
@@ -48,7 +48,18 @@ def run_quickstart(out: Path, *, overrides: list[str] | None = None) -> dict[str
     _step(2, "fine-tune SmolLM2-135M-Instruct with LoRA (CPU)")
     paths = {"data.path": str(data_dir), "output_dir": str(model_dir)}
     config = load_train_config(QUICKSTART_TRAIN, {**paths, **parse_overrides(overrides or [])})
-    result = run_training(config)
+    # A rerun trains again from the start: a finished model is replaced when the new one
+    # finishes (never "resumed" for 0 steps); a killed run resumes unless its config changed.
+    state = run_state(model_dir)
+    if state == "finished":
+        print(f"{model_dir} holds the previous quickstart model: training again from the start")
+        result = run_training(config, overwrite=True)
+    else:
+        try:
+            result = run_training(config)
+        except ConfigChangedError:
+            print(f"{model_dir} holds an unfinished run with other settings: starting it over")
+            result = run_training(config, overwrite=True)
 
     _step(3, "merge the adapter into the base model")
     merged = merge_run(model_dir, merged_dir)

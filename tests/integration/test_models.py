@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from sftforge.models.load import ModelLoadError, load_causal_lm, resolve_model_dir
+from sftforge.fsutil import default_file_mode
+from sftforge.models.load import (
+    SOURCE_FILE,
+    UNKNOWN_BASE_DTYPE,
+    ModelLoadError,
+    base_float_dtype,
+    load_causal_lm,
+    resolve_model_dir,
+)
 
 
 @pytest.mark.slow
@@ -22,6 +30,23 @@ def test_default_model_is_converted_once_and_trainable(smollm2_tokenizer, sftfor
     model = load_causal_lm(first)
     assert getattr(model, "hf_quantizer", None) is None
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    # Published with normal modes (not the 0700/0600 of the temporary folder).
+    for path in first.iterdir():
+        assert path.stat().st_mode & 0o777 == default_file_mode(), path.name
+    # The GGUF is Q4_1: its original float dtype is unknown, so merges default to bf16.
+    assert json.loads((first / SOURCE_FILE).read_text())["float_dtype"] is None
+    assert base_float_dtype(first) == UNKNOWN_BASE_DTYPE == "bfloat16"
+
+
+def test_base_float_dtype(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"dtype": "float16"}))
+    assert base_float_dtype(tmp_path) == "float16"
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    assert base_float_dtype(tmp_path) == "bfloat16"
+    (tmp_path / "config.json").write_text("{}")
+    assert base_float_dtype(tmp_path) == "float32"
+    (tmp_path / SOURCE_FILE).write_text(json.dumps({"float_dtype": "float16"}))
+    assert base_float_dtype(tmp_path) == "float16"
 
 
 def test_unknown_sources_say_what_is_expected(tmp_path):

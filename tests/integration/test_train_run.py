@@ -61,6 +61,9 @@ def test_model_directory_contract(lora_run):
     assert not (out / "model.safetensors").exists()  # LoRA saves the adapter only
     info = json.loads((out / artifacts.RUN_FILE).read_text())
     assert info["dataset"]["manifest_sha256"] == sha256_file(TRAIN)
+    # A unified JSONL file has no manifest to check: recorded as such.
+    assert info["dataset"]["verification"]["verified"] is False
+    assert info["dataset"]["verification"]["skipped"] == "not a built dataset (no manifest)"
     tok = load_tokenizer(out)
     assert info["tokenizer_sha256"] == tokenizer_fingerprint(tok)
     assert info["template"]["name"] == "chatml"
@@ -174,3 +177,85 @@ def test_qlora_without_a_gpu_says_why(tiny_model_dir, tmp_path):
     config = config_from_dict(tiny_config(tiny_model_dir, tmp_path, method="qlora"))
     with pytest.raises(MethodUnavailableError, match="CUDA"):
         build_model(config, tiny_model_dir, RunContext.create(config, 1, "cpu"))
+
+
+def test_model_folder_files_have_normal_modes_and_no_leftovers(lora_run):
+    from sftforge.fsutil import TMP_PREFIX, default_file_mode
+
+    out = lora_run.output_dir
+    for path in out.iterdir():
+        assert not path.name.startswith(TMP_PREFIX), path
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == default_file_mode(), path.name
+
+
+def test_model_folder_json_is_replaced_whole_or_not_at_all(tmp_path):
+    """A write that fails midway (here: text the encoder rejects) leaves the previous file."""
+    artifacts.write_run_info(tmp_path, {"finished": True})
+    with pytest.raises(UnicodeEncodeError):
+        artifacts.write_run_info(tmp_path, {"finished": True, "note": "\ud800"})
+    assert json.loads((tmp_path / artifacts.RUN_FILE).read_text()) == {"finished": True}
+    assert [p.name for p in tmp_path.iterdir()] == [artifacts.RUN_FILE]
+
+
+def test_merge_writes_the_base_dtype_or_the_one_asked_for(lora_run, merged_dir, tmp_path):
+    from sftforge.models.load import base_float_dtype
+
+    assert base_float_dtype(merged_dir) == "float32"  # the tiny base is fp32
+    assert json.loads((merged_dir / artifacts.RUN_FILE).read_text())["dtype"] == "float32"
+    half = merge_run(lora_run.output_dir, tmp_path / "bf16", dtype="bfloat16")
+    assert _safetensors_dtypes(half / "model.safetensors") == {"BF16"}
+    assert json.loads((half / artifacts.RUN_FILE).read_text())["dtype"] == "bfloat16"
+    assert (half / "model.safetensors").stat().st_size < (
+        merged_dir / "model.safetensors"
+    ).stat().st_size * 0.6
+    assert [p.name for p in tmp_path.iterdir()] == ["bf16"]  # published whole, no temp left
+
+
+def _safetensors_dtypes(path):
+    import struct
+
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+def test_adapter_base_travels_with_the_folder(tiny_model_dir, tmp_path):
+    """The adapter names its base as the config gave it, run.json records the weights'
+    digest; moved to another place with its base, it loads and merges without --base, and
+    a different base under the same name is flagged."""
+    import shutil
+    import warnings
+
+    from sftforge.infer.load import load_for_inference
+    from sftforge.models.adapters import BaseModelMismatchWarning
+
+    project = tmp_path / "A"
+    shutil.copytree(tiny_model_dir, project / "base")
+    data = tiny_config("base", "run", max_steps=1)  # both relative to the config file
+    result = run_training(load_train_config(write_config(project, data)))
+    adapter = json.loads((result.output_dir / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "base"  # as given, not this machine's path
+    info = json.loads((result.output_dir / artifacts.RUN_FILE).read_text())
+    assert info["base_model_weights"]["files"]["model.safetensors"]["sha256"] == sha256_file(
+        tiny_model_dir / "model.safetensors"
+    )
+
+    moved = tmp_path / "B"
+    project.rename(moved)  # another machine, another folder: the recorded paths are gone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BaseModelMismatchWarning)
+        loaded = load_for_inference(moved / "run", device="cpu")
+        assert loaded.template.name == "chatml"
+        merged = merge_run(moved / "run", moved / "merged")
+    assert (merged / "model.safetensors").is_file()
+
+    from transformers import LlamaForCausalLM
+
+    other = LlamaForCausalLM.from_pretrained(moved / "base")
+    torch.manual_seed(1)
+    for p in other.parameters():
+        p.data.normal_()
+    other.save_pretrained(moved / "base")
+    with pytest.warns(BaseModelMismatchWarning, match="differ"):
+        load_for_inference(moved / "run", device="cpu")

@@ -10,8 +10,10 @@ import yaml
 from sftforge.configio import ConfigError, parse_overrides
 from sftforge.train.config import (
     DEFAULT_LR,
+    RESUME_SAFE_KEYS,
     EpochWarning,
     RunContext,
+    config_changes,
     config_from_dict,
     load_train_config,
 )
@@ -107,3 +109,31 @@ def test_defaults_are_known_good():
 def test_more_than_three_epochs_warns():
     with pytest.warns(EpochWarning, match="overfit"):
         config_from_dict({"data": {"path": "x"}, "train": {"epochs": 5}})
+
+
+def test_config_changes_separate_resume_safe_keys():
+    old = {
+        "train": {"learning_rate": 0.01, "epochs": 1, "save_steps": 5},
+        "lora": {"target_modules": ["q_proj"]},
+        "data": {"path": "/d", "verify": True},
+    }
+    new = {
+        "train": {"learning_rate": 0.05, "epochs": 2, "save_steps": 5},
+        "lora": {"target_modules": ("q_proj",)},
+        "data": {"path": "/e", "verify": False},
+    }
+    unsafe, safe = config_changes(old, new)
+    assert unsafe == [("data.path", "/d", "/e"), ("train.learning_rate", 0.01, 0.05)]
+    assert safe == [("data.verify", True, False), ("train.epochs", 1, 2)]
+
+
+def test_resume_safe_keys_are_documented():
+    docs = (ROOT / "docs" / "training.md").read_text()
+    for key in RESUME_SAFE_KEYS:
+        assert f"`{key}`" in docs, key
+
+
+def test_dataset_verification_is_on_by_default():
+    config = config_from_dict({"data": {"path": "x.jsonl"}})
+    assert config.data.verify is True
+    assert config_from_dict({"data": {"path": "x", "verify": False}}).data.verify is False

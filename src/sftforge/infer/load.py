@@ -54,7 +54,7 @@ def load_for_inference(
     path = Path(source)
     info = artifacts.read_run_info(path) if path.is_dir() else {}
     if path.is_dir() and is_adapter_dir(path):
-        base = adapter_base(path)
+        base = adapter_base(path)  # the portable reference, resolved on this machine
         model = load_with_adapter(path, base, dtype=dtype)
         tokenizer = load_tokenizer(path)
     else:

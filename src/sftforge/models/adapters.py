@@ -107,17 +107,111 @@ def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def adapter_base(path: str | os.PathLike[str]) -> str:
-    """The base model an adapter directory was trained on (from ``run.json``, else peft's
-    ``base_model_name_or_path``)."""
+class BaseModelMismatchWarning(UserWarning):
+    """The base model found for an adapter is not the one it was trained on."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _base_candidates(path: Path) -> list[str]:
+    """Where an adapter's base may be, most specific first: the reference as trained with
+    (``smollm2``, the path the config gave; a relative one against the training config's
+    folder), the recorded folder, the same place relative to the adapter folder (both
+    moved together), peft's ``base_model_name_or_path``."""
+    from sftforge.tokenizer import DEFAULT_ALIASES
+
+    info = _read_json(path / "run.json")
+    peft_ref = str(_read_json(path / "adapter_config.json").get("base_model_name_or_path") or "")
+    ref = str(info.get("base_model") or "")
+    relative = info.get("base_model_relative")
+    beside = str((path / relative).resolve()) if relative else ""
+    found: list[str] = []
+    for candidate in (ref, str(info.get("base_model_dir") or ""), beside, peft_ref):
+        if not candidate:
+            continue
+        if candidate.lower() in DEFAULT_ALIASES:
+            found.append(candidate)
+            continue
+        p = Path(candidate).expanduser()
+        if p.is_absolute():
+            found.append(str(p))
+            continue
+        import yaml
+
+        try:
+            config = yaml.safe_load((path / "train_config.yaml").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = None
+        if isinstance(config, dict) and config.get("base_dir"):
+            found.append(str(Path(config["base_dir"]) / p))
+        found.append(str(p.resolve()))
+    return list(dict.fromkeys(found))
+
+
+def resolve_adapter_base(
+    path: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None
+) -> Path:
+    """The base model folder of an adapter on this machine: ``explicit`` (``--base``), else
+    the first of :func:`_base_candidates` that exists (``smollm2`` converts into this
+    machine's cache). Warns (:class:`BaseModelMismatchWarning`) when its weights differ
+    from the digest run.json recorded at training."""
+    import warnings
+
+    from sftforge.models.load import resolve_model_dir
+    from sftforge.tokenizer import DEFAULT_ALIASES
+
     path = Path(path)
-    run = path / "run.json"
-    if run.is_file():
-        base = json.loads(run.read_text(encoding="utf-8")).get("base_model_dir")
-        if base:
-            return str(base)
-    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    return str(config.get("base_model_name_or_path") or "")
+    if explicit:
+        base = resolve_model_dir(explicit)
+    else:
+        tried = _base_candidates(path)
+        usable = [c for c in tried if c.lower() in DEFAULT_ALIASES or Path(c).exists()]
+        if not usable:
+            raise SftForgeError(
+                f"{path}: cannot find the base model this adapter was trained on (tried: "
+                f"{', '.join(tried) or 'nothing recorded'}); pass it with --base"
+            )
+        base = resolve_model_dir(usable[0])
+    problem = base_weights_problem(path, base)
+    if problem:
+        warnings.warn(problem, BaseModelMismatchWarning, stacklevel=2)
+    return base
+
+
+def base_weights_problem(adapter_dir: Path, base: Path) -> str | None:
+    """Why ``base`` is not the base recorded in the adapter's run.json, or None. On the
+    recorded folder itself, file sizes are compared (cheap); elsewhere the full digest."""
+    from sftforge.train.artifacts import weights_digest
+
+    info = _read_json(adapter_dir / "run.json")
+    recorded = info.get("base_model_weights") or {}
+    if not recorded.get("files"):
+        return None
+    if str(base) == str(info.get("base_model_dir")):
+        sizes = {
+            name: (base / name).stat().st_size if (base / name).is_file() else None
+            for name in recorded["files"]
+        }
+        if all(sizes[n] == f["bytes"] for n, f in recorded["files"].items()):
+            return None
+    if weights_digest(base)["sha256"] == recorded.get("sha256"):
+        return None
+    return (
+        f"{base}: these base weights differ from those {adapter_dir} was trained on "
+        "(run.json base_model_weights): the adapter will not behave as it did in training"
+    )
+
+
+def adapter_base(path: str | os.PathLike[str]) -> str:
+    """The base model folder an adapter directory was trained on, resolved on this machine
+    (see :func:`resolve_adapter_base`)."""
+    return str(resolve_adapter_base(path))
 
 
 def load_with_adapter(
@@ -133,11 +227,8 @@ def load_with_adapter(
 
 
 def merge_adapter(adapter_dir: str | os.PathLike[str], base_dir: str | None = None) -> Any:
-    """Fold a LoRA adapter into its base weights; returns a plain transformers model."""
-    base = base_dir or adapter_base(adapter_dir)
-    if not base:
-        raise SftForgeError(
-            f"{adapter_dir}: cannot tell which base model this adapter belongs to; pass --base"
-        )
-    model = load_with_adapter(adapter_dir, base, attn_implementation=None)
+    """Fold a LoRA adapter into its base weights (in fp32); returns a plain transformers
+    model."""
+    base = resolve_adapter_base(adapter_dir, base_dir)
+    model = load_with_adapter(adapter_dir, str(base), attn_implementation=None)
     return model.merge_and_unload()

@@ -26,7 +26,13 @@ from sftforge.tokenizer import (
     smollm2_gguf_path,
 )
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: records the GGUF's float dtype (SOURCE_FILE)
+#: In a converted GGUF's folder: the file it came from and its float dtype, when it has one.
+SOURCE_FILE = "sftforge_source.json"
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+#: The dtype merged models get when the base's own is unknown (a quantised GGUF: its
+#: original float weights are not recorded). bf16 is what current LLMs are released in.
+UNKNOWN_BASE_DTYPE = "bfloat16"
 
 
 class ModelLoadError(SftForgeError, ValueError):
@@ -126,11 +132,52 @@ def _converted_gguf(gguf: Path, cache_dir: Path | None) -> Path:
         # The weights are dense fp32 already; the marker only makes Trainer refuse them.
         quantizer.remove_quantization_config(model)
     tokenizer = load_tokenizer(gguf)
+    source = {"gguf": gguf.name, "float_dtype": gguf_float_dtype(gguf)}
 
     def write(tmp: Path) -> None:
+        import json
+
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
 
     # An interrupted conversion never leaves a half-written entry for later runs to load.
     publish_dir(entry, write, lambda done: (done / "config.json").is_file())
     return entry
+
+
+def gguf_float_dtype(gguf: Path) -> str | None:
+    """The float dtype of a GGUF's weight matrices (F32 / F16 / BF16), or None when they
+    are quantised (Q4_1, Q8_0, ...): then the original float dtype is not recorded."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    try:
+        reader = GGUFReader(str(gguf))
+    except Exception:  # unreadable here means unknown, not an error
+        return None
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    kinds = {t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2}
+    found = {names.get(k) for k in kinds}
+    return found.pop() if len(found) == 1 and None not in found else None
+
+
+def base_float_dtype(model_dir: str | os.PathLike[str]) -> str:
+    """The dtype a model's weights were published in: a converted GGUF's recorded float
+    dtype (:data:`UNKNOWN_BASE_DTYPE` for a quantised one), else config.json's ``dtype``
+    (``torch_dtype``), else float32."""
+    import json
+
+    root = Path(model_dir)
+    source = root / SOURCE_FILE
+    if source.is_file():
+        return json.loads(source.read_text(encoding="utf-8")).get("float_dtype") or (
+            UNKNOWN_BASE_DTYPE
+        )
+    try:
+        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "float32"
+    dtype = config.get("dtype") or config.get("torch_dtype")
+    return dtype if dtype in FLOAT_DTYPES else "float32"

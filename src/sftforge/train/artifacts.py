@@ -7,10 +7,15 @@
     tokenizer.json, tokenizer_config.json             chat_template = the training template
     template.json      the full template definition (chat, generate and eval read it)
     train_config.yaml  the resolved config
-    run.json           base model, dataset manifest hash, tokenizer and template hashes,
-                       run context, before/after validation metrics, library versions
+    run.json           base model (portable reference + weights digest), dataset manifest
+                       hash and verification, tokenizer and template hashes, run context,
+                       before/after validation metrics, library versions. Written last:
+                       its presence marks a finished run.
     audit.json         the supervision audit
     metrics.jsonl      every logged metric;  loss.png  the loss curve
+
+Every file is published atomically (written to a temporary sibling, renamed into place,
+normal file modes): a crash leaves the previous file or the new one, never a partial.
 
 Setting the tokenizer's ``chat_template`` to the exported template means transformers,
 vLLM and Ollama users get the training template by default.
@@ -18,16 +23,21 @@ vLLM and Ollama users get the training template by default.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sftforge.templates import save_template
+from sftforge.fsutil import TMP_PREFIX, atomic_write_text, fix_tree_modes
 from sftforge.templates.base import ChatTemplate
 from sftforge.tokenizer import tokenizer_fingerprint
 
@@ -66,10 +76,47 @@ def template_sha256(template: ChatTemplate) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def publish_files(out: Path, write: Callable[[Path], None]) -> list[str]:
+    """Let ``write`` fill a temporary folder inside ``out``, then rename each file it wrote
+    into ``out`` (one atomic rename per file, normal modes). Returns the names published.
+    For writers that take a folder (``save_pretrained``): no file is ever seen half-written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}files-", dir=out))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return move_files(tmp, out)
+
+
+def move_files(src: Path, out: Path) -> list[str]:
+    """Rename every file under ``src`` to the same place under ``out`` (normal modes), then
+    remove ``src``. Each file appears in ``out`` whole, in one rename."""
+    try:
+        fix_tree_modes(src)
+        names = []
+        for base, _dirs, files in os.walk(src):
+            rel = Path(base).relative_to(src)
+            for name in sorted(files):
+                (out / rel).mkdir(parents=True, exist_ok=True)
+                os.replace(Path(base) / name, out / rel / name)
+                names.append(str(rel / name))
+        return names
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """JSON, published atomically."""
+    return atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
 def save_tokenizer_and_template(out: Path, tokenizer: Any, template: ChatTemplate) -> None:
     set_chat_template(tokenizer, template)
-    tokenizer.save_pretrained(str(out))
-    save_template(template, out / TEMPLATE_FILE)
+    publish_files(out, lambda tmp: tokenizer.save_pretrained(str(tmp)))
+    write_json(out / TEMPLATE_FILE, template.to_dict())
 
 
 def set_generation_stops(model: Any, tokenizer: Any, template: ChatTemplate) -> None:
@@ -89,15 +136,38 @@ def set_generation_stops(model: Any, tokenizer: Any, template: ChatTemplate) -> 
 
 
 def write_run_info(out: Path, info: dict[str, Any]) -> Path:
-    path = out / RUN_FILE
-    path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json(out / RUN_FILE, info)
 
 
 def write_config(out: Path, config_dict: dict[str, Any]) -> Path:
-    path = out / CONFIG_FILE
-    path.write_text(yaml.safe_dump(config_dict, sort_keys=False, allow_unicode=True))
-    return path
+    text = yaml.safe_dump(config_dict, sort_keys=False, allow_unicode=True)
+    return atomic_write_text(out / CONFIG_FILE, text)
+
+
+def read_config(path: Path) -> dict[str, Any] | None:
+    """A train_config.yaml written by :func:`write_config`, or None when there is none."""
+    with contextlib.suppress(FileNotFoundError):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    return None
+
+
+#: Weight files whose digest identifies a base model.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def weights_digest(model_dir: str | Path) -> dict[str, Any]:
+    """SHA-256 of a model folder's weight files (name, size and content of each), so an
+    adapter can tell whether the base it is loaded on is the one it was trained on."""
+    from sftforge.data.writer import sha256_file
+
+    root = Path(model_dir)
+    files = {}
+    for path in sorted(root.iterdir()):
+        if path.is_file() and path.suffix in WEIGHT_SUFFIXES and "adapter" not in path.name:
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"sha256": combined, "files": files}
 
 
 def run_info(
@@ -106,6 +176,7 @@ def run_info(
     method: str,
     base_model: str,
     base_model_dir: str,
+    base_model_weights: dict[str, Any] | None = None,
     template: ChatTemplate,
     tokenizer: Any,
     dataset: dict[str, Any],
@@ -117,6 +188,7 @@ def run_info(
         "method": method,
         "base_model": base_model,
         "base_model_dir": base_model_dir,
+        "base_model_weights": base_model_weights,
         "template": {"name": template.name, "sha256": template_sha256(template)},
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
         "dataset": dataset,

@@ -64,8 +64,10 @@ class SupervisionAudit:
         return {**asdict(self), "verdict": "ok" if self.ok else "defect"}
 
     def save(self, path: str | Path) -> Path:
+        from sftforge.fsutil import atomic_write_text
+
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return path
 
     def summary(self) -> str:

@@ -63,6 +63,9 @@ class DataSpec:
     packing: bool = True
     max_samples: int | None = None
     max_val_samples: int | None = None
+    #: Check a built dataset against its manifest.json (sizes, rows, SHA-256) before
+    #: training; ``false`` (``--no-verify``) trains on it anyway and run.json records that.
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,10 @@ class TrainSpec:
     eval_steps: int | None = None  # None: evaluate at the end of each epoch
     save_steps: int = 50
     save_total_limit: int = 2
-    resume: bool = True  # resume from the last complete checkpoint in the output directory
+    #: Resume an unfinished run (checkpoints, no run.json) from its last complete
+    #: checkpoint; false starts it over. A finished run is never resumed silently: see
+    #: ``sftforge train --resume / --overwrite``.
+    resume: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,59 @@ def _check(config: TrainConfig) -> None:
             EpochWarning,
             stacklevel=3,
         )
+
+
+#: The only settings a resumed run may change from those its checkpoints were written with
+#: (``checkpoints/train_config.yaml``): how long to train (to extend a run), how often to
+#: log, evaluate and save, and labels. Anything else (learning rate, data, model, template,
+#: method, lengths, LoRA, seed, ...) would silently mix two runs, so resuming stops and
+#: names the differing keys. docs/training.md lists the same keys.
+RESUME_SAFE_KEYS = frozenset(
+    {
+        "name",
+        "output_dir",
+        "train.epochs",
+        "train.max_steps",
+        "train.logging_steps",
+        "train.eval_steps",
+        "train.save_steps",
+        "train.save_total_limit",
+        "train.resume",
+        "data.verify",
+        "audit.examples",
+        "audit.allow_defects",
+    }
+)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 2}}`` -> ``{"train.epochs": 2}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_changes(
+    recorded: dict[str, Any], current: dict[str, Any], safe: frozenset[str] = RESUME_SAFE_KEYS
+) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """Keys whose values differ, as ``(key, old, new)``: (unsafe ones, safe ones)."""
+    old, new = flatten(recorded), flatten(current)
+    unsafe, allowed = [], []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b or (isinstance(a, (list, tuple)) and list(a) == list(b or ())):
+            continue
+        (allowed if key in safe else unsafe).append((key, a, b))
+    return unsafe, allowed
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
 
 
 @dataclass(frozen=True)

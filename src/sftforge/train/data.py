@@ -1,7 +1,10 @@
 """From a built dataset to encoded training samples.
 
 A dataset is a directory written by ``sftforge data build`` (``train.jsonl``,
-``validation.jsonl``, ``manifest.json``) or a single unified JSONL file. Samples are encoded
+``validation.jsonl``, ``manifest.json``) or a single unified JSONL file. A built dataset is
+checked against its manifest (sizes, rows, SHA-256) before anything is encoded, so a split
+cut short by a killed build is refused, not trained on; ``data.verify=false``
+(``--no-verify``) skips the check and the run records that. Samples are encoded
 once with the run's template and tokenizer (the same encoder inference-consistency is tested
 on); the encode report feeds the supervision audit.
 """
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sftforge.data.manifest import Verification, dataset_dir_of, verify_dataset
 from sftforge.data.writer import conversation_from_row, sha256_file
 from sftforge.encode.encoder import Encoded, Encoder
 from sftforge.encode.report import EncodeReport
@@ -34,10 +38,37 @@ class DatasetFiles:
     train: Path
     validation: Path | None
     manifest_sha256: str  # of manifest.json when there is one, else of the train file
+    verification: Verification | None = None
+    validation_verification: Verification | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What run.json keeps of the verification."""
+        out: dict[str, Any] = {
+            "verification": self.verification.to_dict() if self.verification else None
+        }
+        if self.validation_verification is not None:
+            out["validation_verification"] = self.validation_verification.to_dict()
+        return out
 
 
-def dataset_files(path: Path, validation: Path | None = None) -> DatasetFiles:
-    """Locate the splits of a dataset directory (or accept a single JSONL file)."""
+def dataset_files(
+    path: Path, validation: Path | None = None, *, verify: bool = True
+) -> DatasetFiles:
+    """Locate the splits of a dataset directory (or accept a single JSONL file), and check
+    a built dataset against its manifest (raises
+    :class:`~sftforge.data.manifest.DatasetIntegrityError` on a mismatch)."""
+    files = _locate(path, validation)
+    checked = verify_dataset(path, verify=verify) if path.exists() else None
+    val_checked = None
+    if files.validation is not None:
+        val_dir = dataset_dir_of(files.validation)
+        own_dir = dataset_dir_of(path)
+        if val_dir is not None and (own_dir is None or Path(val_dir) != Path(own_dir)):
+            val_checked = verify_dataset(files.validation, verify=verify)
+    return DatasetFiles(files.train, files.validation, files.manifest_sha256, checked, val_checked)
+
+
+def _locate(path: Path, validation: Path | None) -> DatasetFiles:
     if path.is_dir():
         train = path / TRAIN_FILE
         if not train.is_file():

@@ -7,8 +7,16 @@ from pathlib import Path
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line cut short by a kill is skipped."""
+    records = []
     with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
 
 
 def plot_loss_curve(metrics_path: str | Path, out: str | Path) -> Path:
@@ -41,7 +49,12 @@ def plot_loss_curve(metrics_path: str | Path, out: str | Path) -> Path:
     if train or val:
         ax.legend()
     fig.tight_layout()
+    from sftforge.fsutil import atomic_path
+
     out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return out

@@ -29,6 +29,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from sftforge.train.loss import masked_nll
 
 STAGING_DIR = ".staging"
+#: Written into every checkpoint: what sftforge needs to report a resumed run as a whole.
+STATE_FILE = "sftforge_state.json"
 
 
 class TokenCounter:
@@ -72,6 +74,16 @@ class SFTTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.token_counter = token_counter or TokenCounter()
         self._staging: str | None = None
+        #: Sum of the per-step train losses before this process started (a resumed run).
+        self.loss_sum_before = 0.0
+
+    def loss_sum(self, *, final: bool = False) -> float:
+        """Sum of per-step train losses over the whole run so far (every step once)."""
+        total = float(getattr(self, "_total_loss_scalar", 0.0))
+        tr_loss = getattr(self, "_tr_loss", None)
+        if not final and tr_loss is not None:  # steps not yet drained by a log
+            total += float(tr_loss.item()) if hasattr(tr_loss, "item") else float(tr_loss)
+        return self.loss_sum_before + total
 
     # -- loss ------------------------------------------------------------------------------
     def compute_loss(
@@ -146,6 +158,9 @@ class SFTTrainer(Trainer):
             self._staging = None
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         if self.args.should_save:
+            state = {"global_step": self.state.global_step, "train_loss_sum": self.loss_sum()}
+            with open(os.path.join(staging, name, STATE_FILE), "w", encoding="utf-8") as fh:
+                json.dump(state, fh)
             target = os.path.join(final_root, name)
             shutil.rmtree(target, ignore_errors=True)
             os.replace(os.path.join(staging, name), target)
@@ -172,6 +187,24 @@ def last_checkpoint(checkpoints_dir: str | Path) -> str | None:
         if step.isdigit() and (child / "trainer_state.json").is_file():
             found.append((int(step), child))
     return str(max(found)[1]) if found else None
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[1])
+
+
+def checkpoint_loss_sum(checkpoint: str | Path) -> float:
+    """Sum of per-step train losses up to a checkpoint: recorded by sftforge, or (older
+    checkpoints) rebuilt from the logged losses in its trainer state."""
+    path = Path(checkpoint)
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        return float(json.loads((path / STATE_FILE).read_text())["train_loss_sum"])
+    history = json.loads((path / "trainer_state.json").read_text()).get("log_history", [])
+    total, last = 0.0, 0
+    for record in sorted((r for r in history if "loss" in r), key=lambda r: r["step"]):
+        total += record["loss"] * (record["step"] - last)
+        last = record["step"]
+    return total
 
 
 class TokensPerSecondProgress(ProgressCallback):
