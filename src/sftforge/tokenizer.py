@@ -34,8 +34,9 @@ import tokenizers
 import transformers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from sftforge.errors import TokenizerLoadError
+from sftforge.errors import SftForgeError, TokenizerLoadError
 from sftforge.fsutil import publish_dir
+from sftforge.remote_code import NO_REMOTE_CODE, refuse_remote_code
 
 __all__ = ["load_tokenizer", "sftforge_cache_dir", "smollm2_gguf_path", "tokenizer_fingerprint"]
 
@@ -153,9 +154,12 @@ def smollm2_gguf_path() -> Path:
 
 
 def _load_directory(path: Path) -> PreTrainedTokenizerBase:
+    refuse_remote_code(path)
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, **NO_REMOTE_CODE)
     except Exception as exc:
+        if isinstance(exc, SftForgeError):
+            raise
         raise TokenizerLoadError(
             f"{path}: cannot load a Hugging Face tokenizer from this directory ({exc}). "
             "Expected tokenizer.json and tokenizer_config.json (as written by save_pretrained)."
@@ -215,7 +219,7 @@ def _cached(
         publish_dir(entry, lambda tmp: tok.save_pretrained(str(tmp)),
                     lambda done: (done / "tokenizer.json").is_file())  # fmt: skip
     try:
-        return AutoTokenizer.from_pretrained(str(entry), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(entry), local_files_only=True, **NO_REMOTE_CODE)
     except Exception as exc:
         raise TokenizerLoadError(
             f"{entry}: cached tokenizer for {path} is unreadable ({exc}). "
@@ -226,7 +230,7 @@ def _cached(
 def _convert_gguf(path: Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(
-            str(path.parent), gguf_file=path.name, local_files_only=True
+            str(path.parent), gguf_file=path.name, local_files_only=True, **NO_REMOTE_CODE
         )
     except Exception as exc:
         raise TokenizerLoadError(
@@ -256,7 +260,9 @@ def _convert_sentencepiece(path: Path) -> PreTrainedTokenizerBase:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(path, Path(tmp, "tokenizer.model"))
         try:
-            tok = transformers.LlamaTokenizer.from_pretrained(tmp, local_files_only=True)
+            tok = transformers.LlamaTokenizer.from_pretrained(
+                tmp, local_files_only=True, **NO_REMOTE_CODE
+            )
         except Exception as exc:
             raise TokenizerLoadError(
                 f"{path}: converting this SentencePiece model failed ({exc})."

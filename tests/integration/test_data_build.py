@@ -227,8 +227,12 @@ def test_diversity_selection_keeps_turn_codes_of_the_chosen_records(tmp_path, pl
     """Selection narrows each pool to the chosen records (the shipped
     diverse_multiturn.yaml failed with a zip() length error before)."""
     recipe = load_recipe(
-        write_recipe(tmp_path, planted, select={"n": 3, "method": "kcenter", "features": "hashing"},
-                     mix={"allow_shortfall": True})  # fmt: skip
+        write_recipe(
+            tmp_path,
+            planted,
+            select={"n": 3, "method": "kcenter", "features": "hashing"},
+            mix={"allow_shortfall": True},
+        )
     )
     result = build_dataset(recipe, output=tmp_path / "out", progress=False, log=lambda _: None)
     m = json.loads((result.out_dir / "manifest.json").read_text())

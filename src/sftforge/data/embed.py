@@ -34,8 +34,10 @@ def default_model_dir() -> Path:
 def _load(model_dir: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+    from sftforge.remote_code import NO_REMOTE_CODE
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **NO_REMOTE_CODE)
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True, **NO_REMOTE_CODE)
     model.eval()
     return tokenizer, model
 

@@ -26,7 +26,7 @@ def split_file(data: str | Path, split: str = "validation") -> Path:
     path = Path(data)
     if path.is_file():
         return path
-    files = dataset_files(path)
+    files = dataset_files(path, verify=False)  # the split read is verified by the caller
     if split == "train":
         return files.train
     if files.validation is None:

@@ -221,7 +221,9 @@ def load_with_adapter(
     from peft import PeftModel
 
     from sftforge.models.load import load_causal_lm
+    from sftforge.remote_code import refuse_pickled_weights
 
+    refuse_pickled_weights(adapter_dir)  # adapter_model.bin is a pickle: never loaded
     base = load_causal_lm(base_dir, **load_kwargs)
     return PeftModel.from_pretrained(base, str(adapter_dir))
 

@@ -19,6 +19,7 @@ import transformers
 
 from sftforge.errors import SftForgeError
 from sftforge.fsutil import publish_dir
+from sftforge.remote_code import NO_REMOTE_CODE, refuse_pickled_weights, refuse_remote_code
 from sftforge.tokenizer import (
     DEFAULT_ALIASES,
     load_tokenizer,
@@ -75,7 +76,14 @@ def load_causal_lm(
     """``AutoModelForCausalLM.from_pretrained`` on a local directory, offline."""
     import torch
 
-    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype or torch.float32}
+    refuse_remote_code(model_dir)
+    refuse_pickled_weights(model_dir)
+    kwargs: dict[str, Any] = {
+        "local_files_only": True,
+        "dtype": dtype or torch.float32,
+        "use_safetensors": True,  # never unpickle weights
+        **NO_REMOTE_CODE,
+    }
     if attn_implementation == "auto":
         from sftforge.models.attention import register_packed_attention
 
@@ -119,7 +127,7 @@ def _converted_gguf(gguf: Path, cache_dir: Path | None) -> Path:
     print(f"sftforge: converting {gguf.name} to safetensors once (cached in {entry})")
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+            str(gguf.parent), gguf_file=gguf.name, local_files_only=True, **NO_REMOTE_CODE
         )
     except Exception as exc:
         raise ModelLoadError(
