@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -227,7 +228,11 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sftforge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sftforge",
+        description=__doc__.split("\n\n")[0],
+        epilog="--debug (anywhere) prints the traceback of a failure.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     templates = sub.add_parser("templates", help="list, show, render and export templates")
@@ -305,13 +310,22 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; failures end as described in :mod:`sftforge.crashlog`."""
+    from sftforge import crashlog
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    # --debug may stand anywhere (it is taken out before parsing), or SFTFORGE_DEBUG=1.
+    debug = "--debug" in words or os.environ.get("SFTFORGE_DEBUG") == "1"
+    words = [w for w in words if w != "--debug"]
     parser = build_parser()
-    args = parse_args(parser, argv)
+    args = parse_args(parser, words)
     try:
         return int(args.func(args) or 0)
-    except (SftForgeError, FileNotFoundError, ValueError) as exc:
-        print(f"sftforge: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("sftforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return crashlog.report(exc, words, debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -228,7 +228,7 @@ def test_adapter_base_travels_with_the_folder(tiny_model_dir, tmp_path):
     import warnings
 
     from sftforge.infer.load import load_for_inference
-    from sftforge.models.adapters import BaseModelMismatchWarning
+    from sftforge.models.adapters import BaseModelMismatchError, BaseModelMismatchWarning
 
     project = tmp_path / "A"
     shutil.copytree(tiny_model_dir, project / "base")
@@ -257,5 +257,7 @@ def test_adapter_base_travels_with_the_folder(tiny_model_dir, tmp_path):
     for p in other.parameters():
         p.data.normal_()
     other.save_pretrained(moved / "base")
-    with pytest.warns(BaseModelMismatchWarning, match="differ"):
+    with pytest.raises(BaseModelMismatchError, match="differ"):  # enforced, not advised
         load_for_inference(moved / "run", device="cpu")
+    with pytest.warns(BaseModelMismatchWarning, match="differ"):
+        load_for_inference(moved / "run", device="cpu", allow_mismatch=True)

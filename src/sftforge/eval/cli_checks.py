@@ -29,12 +29,34 @@ def _verify_arg(p: argparse.ArgumentParser) -> None:
 
 def _output_arg(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--output", default=default, help=f"results folder (default {default})")
+    from sftforge.infer.commands import add_allow_mismatch_arg
+
+    add_allow_mismatch_arg(p)
 
 
 def _load(args: argparse.Namespace, source: str | None = None) -> Any:
     from sftforge.infer.load import load_for_inference
 
-    return load_for_inference(source or args.model, template=getattr(args, "template", None))
+    loaded = load_for_inference(source or args.model, template=getattr(args, "template", None),
+                                allow_mismatch=args.allow_mismatch)  # fmt: skip
+    args.loaded = [*getattr(args, "loaded", []), loaded]
+    return loaded
+
+
+def _write(args: argparse.Namespace, result: dict[str, Any], page: str) -> Path:
+    """results.json (with what each model load allowed through) and report.html."""
+    loaded = getattr(args, "loaded", [])
+    if loaded:
+        result = {**result, "integrity": {m.source: m.integrity() for m in loaded}}
+    return H.write_results(args.output, result, page)
+
+
+def _check_data(args: argparse.Namespace, data: str, split: str | None = None) -> None:
+    """The split an eval will read exists and matches its manifest (raises otherwise)."""
+    from sftforge.data.manifest import verify_dataset
+    from sftforge.eval.ppl import split_file
+
+    verify_dataset(split_file(data, split or args.split), verify=not args.no_verify)
 
 
 def _say_dropped(result: dict[str, Any], what: str = "") -> None:
@@ -57,6 +79,7 @@ def _prompts(path: str, limit: int | None) -> list[list[dict[str, Any]]]:
 def cmd_ppl(args: argparse.Namespace) -> int:
     from sftforge.eval.ppl import dropped_line, perplexity
 
+    _check_data(args, args.data)  # before a model loads: a missing or cut dataset fails fast
     loaded = _load(args)
     result = perplexity(loaded, args.data, split=args.split, max_length=args.max_length,
                         limit=args.limit, verify=not args.no_verify)  # fmt: skip
@@ -74,7 +97,7 @@ def cmd_ppl(args: argparse.Namespace) -> int:
         ("Per source", H.table(rows, ["source", "ppl", "loss", "tokens", "samples"])),
         ("", H.figure_png(fig)),
     ])  # fmt: skip
-    print(f"written to {H.write_results(args.output, result, page)}")
+    print(f"written to {_write(args, result, page)}")
     return 0
 
 
@@ -84,8 +107,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     from sftforge.infer.commands import sampling_from
     from sftforge.infer.generate import generate
 
+    prompts = _prompts(args.prompts, args.limit)  # read before a model loads
     loaded = _load(args)
-    prompts = _prompts(args.prompts, args.limit)
     sampling = sampling_from(args)
     gens = generate(loaded.model, loaded.tokenizer, loaded.template, prompts, sampling)
     health = generation_health([p[-1]["content"] for p in prompts], gens, loaded.tokenizer,
@@ -109,7 +132,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         ("Answer lengths", H.figure_png(fig)),
         ("Samples", H.table(result["samples"][:20])),
     ])  # fmt: skip
-    print(f"written to {H.write_results(args.output, result, page)}")
+    print(f"written to {_write(args, result, page)}")
     return 0
 
 
@@ -129,8 +152,10 @@ def _health_summary(health: dict[str, Any]) -> dict[str, Any]:
 def cmd_ablation(args: argparse.Namespace) -> int:
     from sftforge.eval.checks import template_ablation
 
+    _check_data(args, args.data)
+    prompts = _prompts(args.prompts, args.num_prompts)
     loaded = _load(args)
-    result = template_ablation(loaded, args.data, _prompts(args.prompts, args.num_prompts),
+    result = template_ablation(loaded, args.data, prompts,
                                other=args.other, split=args.split, limit=args.limit,
                                max_new_tokens=args.max_new_tokens,
                                verify=not args.no_verify)  # fmt: skip
@@ -149,7 +174,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         ("Side by side", H.table(result["rows"], columns)),
         ("Sample answers", H.table(samples)),
     ])  # fmt: skip
-    print(f"written to {H.write_results(args.output, result, page)}")
+    print(f"written to {_write(args, result, page)}")
     return 0
 
 
@@ -157,6 +182,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 def cmd_forgetting(args: argparse.Namespace) -> int:
     from sftforge.eval.checks import forgetting
 
+    _check_data(args, args.replay, "validation")
     base, tuned = _load(args, args.base), _load(args, args.tuned)
     mcq = None
     if args.mcq:
@@ -178,7 +204,7 @@ def cmd_forgetting(args: argparse.Namespace) -> int:
         ("", H.verdict(result["verdict"], not result["flags"])),
         ("", H.table(rows)),
     ])  # fmt: skip
-    print(f"written to {H.write_results(args.output, result, page)}")
+    print(f"written to {_write(args, result, page)}")
     return 0
 
 
@@ -187,7 +213,6 @@ def cmd_consistency(args: argparse.Namespace) -> int:
     from sftforge.data.manifest import verify_dataset
     from sftforge.eval.checks import train_serve_consistency
     from sftforge.eval.ppl import split_file
-    from sftforge.infer.load import load_for_inference
     from sftforge.resources import SAMPLE_CONVERSATIONS
     from sftforge.train.data import read_split
     from sftforge.types import KIND_TEXT
@@ -201,7 +226,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
             skipped += 1
         else:
             convs.append(conv)
-    loaded = load_for_inference(args.model, template=args.template)
+    loaded = _load(args)
     result = train_serve_consistency(loaded.tokenizer, loaded.template, convs)
     result.update(data=str(data), skipped_plain_text=skipped,
                   verification=verification.to_dict())  # fmt: skip
@@ -214,7 +239,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
         ("", H.verdict(result["verdict"], ok)),
         ("First differences", H.table(result["examples"])),
     ])  # fmt: skip
-    print(f"written to {H.write_results(args.output, result, page)}")
+    print(f"written to {_write(args, result, page)}")
     return 0 if ok else 1
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sftforge.errors import SftForgeError
+from sftforge.infer.commands import add_allow_mismatch_arg
 
 MODEL_HELP = "a model directory (sftforge run, merged, HF), .gguf or smollm2"
 
@@ -23,10 +24,14 @@ MODEL_HELP = "a model directory (sftforge run, merged, HF), .gguf or smollm2"
 # -- mcq -------------------------------------------------------------------------------------
 def cmd_eval_mcq(args: argparse.Namespace) -> int:
     from sftforge.eval.mcq import evaluate_mcq
+    from sftforge.eval.mcq_data import benchmark_dirs
     from sftforge.eval.mcq_report import terminal_report, write_reports
     from sftforge.infer.load import load_for_inference
 
-    loaded = load_for_inference(args.model, template=args.template)
+    for folder in args.data:  # before a model loads: a wrong folder fails in a second
+        benchmark_dirs(folder)
+    loaded = load_for_inference(args.model, template=args.template,
+                                allow_mismatch=args.allow_mismatch)  # fmt: skip
     result = evaluate_mcq(
         loaded,
         args.data,
@@ -35,6 +40,7 @@ def cmd_eval_mcq(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
     )
+    result["integrity"] = loaded.integrity()
     paths = write_reports(result, args.output)
     print(terminal_report(result))
     print(f"results: {paths['results']}; report: {paths['report']}")
@@ -63,6 +69,7 @@ def add_mcq_command(esub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
     p.add_argument("--batch-size", type=int, default=4, help="prompts per forward pass")
     p.add_argument("--output", default="eval_mcq", help="dir for results.json and report.html")
+    add_allow_mismatch_arg(p)
     p.set_defaults(func=cmd_eval_mcq)
 
 
@@ -115,6 +122,7 @@ def cmd_eval_sheet(args: argparse.Namespace) -> int:
         templates=args.template,
         sampling=sampling,
         batch_size=args.batch_size,
+        allow_mismatch=args.allow_mismatch,
     )
     print(
         f"rating sheet: {paths['sheet']}\nto fill in:   {paths['ratings']}\n"
@@ -151,6 +159,7 @@ def add_sheet_command(esub: Any) -> None:
         help="read a filled ratings.csv back (needs --key)",
     )
     p.add_argument("--key", help="key.json written with the sheet")
+    add_allow_mismatch_arg(p)
     p.set_defaults(func=cmd_eval_sheet)
 
 

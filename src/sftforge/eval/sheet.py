@@ -78,7 +78,8 @@ def generate_answers(
     template: str | None = None,
     sampling: Any = None,
     batch_size: int = 8,
-) -> tuple[list[Answer], dict[str, str]]:
+    allow_mismatch: bool = False,
+) -> tuple[list[Answer], dict[str, Any]]:
     """One model's answers, through its training template (or ``template``); the model
     is freed before returning so that the second one fits next."""
     import gc
@@ -86,7 +87,7 @@ def generate_answers(
     from sftforge.infer.generate import generate
     from sftforge.infer.load import load_for_inference
 
-    loaded = load_for_inference(source, template=template)
+    loaded = load_for_inference(source, template=template, allow_mismatch=allow_mismatch)
     gens = generate(
         loaded.model,
         loaded.tokenizer,
@@ -97,6 +98,7 @@ def generate_answers(
     )
     info = {
         "source": str(source),
+        "allowed_mismatches": loaded.allowed_mismatches,
         "template": loaded.template.name,
         "template_origin": loaded.template_origin,
     }
@@ -220,6 +222,7 @@ def make_sheet(
     templates: Sequence[str | None] | None = None,
     sampling: Any = None,
     batch_size: int = 8,
+    allow_mismatch: bool = False,
 ) -> dict[str, Path]:
     """Sample, generate with both models, blind and write the sheet (see module doc)."""
     from sftforge.infer.prompts import read_prompts
@@ -236,8 +239,9 @@ def make_sheet(
     answers, infos = [], []
     for source, template in zip(models, templates, strict=True):
         got, info = generate_answers(
-            source, convs, template=template, sampling=sampling, batch_size=batch_size
-        )
+            source, convs, template=template, sampling=sampling, batch_size=batch_size,
+            allow_mismatch=allow_mismatch,
+        )  # fmt: skip
         answers.append(got)
         infos.append(info)
     meta = {

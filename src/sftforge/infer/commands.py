@@ -10,6 +10,14 @@ from typing import Any
 CHAT_HELP = "/system TEXT sets the system prompt, /reset clears the history, /exit quits"
 
 
+def add_allow_mismatch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="load even if the model folder's template, tokenizer or base weights differ from "
+        "what run.json recorded at training (outputs record it)",
+    )  # fmt: skip
+
+
 def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens: int = 512) -> None:
     p.add_argument("--template", help="override the training template (warns if it differs)")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
@@ -41,7 +49,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from sftforge.infer.generate import generate
     from sftforge.infer.load import load_for_inference
 
-    loaded = load_for_inference(args.model, template=args.template)
+    loaded = load_for_inference(args.model, template=args.template,
+                                allow_mismatch=args.allow_mismatch)  # fmt: skip
     print(f"{args.model}: template {loaded.template.name} (from {loaded.template_origin}). "
           f"{CHAT_HELP}")  # fmt: skip
     sampling = sampling_from(args)
@@ -89,7 +98,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = check_output_file(args.output)
     refuse_input_as_output([args.input], [out])  # before loading a model for a minute
     rows = read_prompts(Path(args.input))
-    loaded = load_for_inference(args.model, template=args.template)
+    loaded = load_for_inference(args.model, template=args.template,
+                                allow_mismatch=args.allow_mismatch)  # fmt: skip
     sampling = sampling_from(args)
     stopped = 0
     # Answers appear at the output path only when all are written (a kill leaves the old file).
@@ -105,6 +115,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 record.update(output=gen.text, finish_reason=gen.finish_reason,
                               prompt_tokens=gen.prompt_tokens, new_tokens=gen.new_tokens,
                               template=loaded.template.name)  # fmt: skip
+                if loaded.allowed_mismatches:
+                    record["allowed_mismatches"] = loaded.allowed_mismatches
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             bar.update(len(chunk))
     print(f"{len(rows)} answers written to {out}; {stopped} stopped by themselves, "
@@ -117,6 +129,7 @@ def add_infer_commands(sub: Any) -> None:
     p.add_argument("model", help="a model directory (sftforge run, merged, HF), .gguf or smollm2")
     p.add_argument("--system", help="system prompt")
     add_sampling_args(p)
+    add_allow_mismatch_arg(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("generate", help="batched generation over a prompts JSONL file")
@@ -125,4 +138,5 @@ def add_infer_commands(sub: Any) -> None:
     p.add_argument("--output", required=True, help="JSONL with the answers")
     p.add_argument("--batch-size", type=int, default=8)
     add_sampling_args(p)
+    add_allow_mismatch_arg(p)
     p.set_defaults(func=cmd_generate)

@@ -150,17 +150,27 @@ def _base_candidates(path: Path) -> list[str]:
             config = None
         if isinstance(config, dict) and config.get("base_dir"):
             found.append(str(Path(config["base_dir"]) / p))
-        found.append(str(p.resolve()))
+        # A relative path recorded in the folder means the folder: never the current
+        # directory, which would pick up whatever happens to sit there.
+        found.append(str((path / p).resolve()))
     return list(dict.fromkeys(found))
 
 
+class BaseModelMismatchError(SftForgeError, ValueError):
+    """The base model found for an adapter is not the one it was trained on."""
+
+
 def resolve_adapter_base(
-    path: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    allow_mismatch: bool = False,
 ) -> Path:
     """The base model folder of an adapter on this machine: ``explicit`` (``--base``), else
     the first of :func:`_base_candidates` that exists (``smollm2`` converts into this
-    machine's cache). Warns (:class:`BaseModelMismatchWarning`) when its weights differ
-    from the digest run.json recorded at training."""
+    machine's cache). Raises :class:`BaseModelMismatchError` when its weights differ from
+    the digest run.json recorded at training; ``allow_mismatch`` turns that into a
+    :class:`BaseModelMismatchWarning`."""
     import warnings
 
     from sftforge.models.load import resolve_model_dir
@@ -179,6 +189,8 @@ def resolve_adapter_base(
             )
         base = resolve_model_dir(usable[0])
     problem = base_weights_problem(path, base)
+    if problem and not allow_mismatch:
+        raise BaseModelMismatchError(f"{problem}. Pass --allow-mismatch to load it anyway.")
     if problem:
         warnings.warn(problem, BaseModelMismatchWarning, stacklevel=2)
     return base
@@ -208,10 +220,10 @@ def base_weights_problem(adapter_dir: Path, base: Path) -> str | None:
     )
 
 
-def adapter_base(path: str | os.PathLike[str]) -> str:
+def adapter_base(path: str | os.PathLike[str], *, allow_mismatch: bool = False) -> str:
     """The base model folder an adapter directory was trained on, resolved on this machine
     (see :func:`resolve_adapter_base`)."""
-    return str(resolve_adapter_base(path))
+    return str(resolve_adapter_base(path, allow_mismatch=allow_mismatch))
 
 
 def load_with_adapter(
@@ -228,9 +240,14 @@ def load_with_adapter(
     return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
-def merge_adapter(adapter_dir: str | os.PathLike[str], base_dir: str | None = None) -> Any:
+def merge_adapter(
+    adapter_dir: str | os.PathLike[str],
+    base_dir: str | None = None,
+    *,
+    allow_mismatch: bool = False,
+) -> Any:
     """Fold a LoRA adapter into its base weights (in fp32); returns a plain transformers
     model."""
-    base = resolve_adapter_base(adapter_dir, base_dir)
+    base = resolve_adapter_base(adapter_dir, base_dir, allow_mismatch=allow_mismatch)
     model = load_with_adapter(adapter_dir, str(base), attn_implementation=None)
     return model.merge_and_unload()

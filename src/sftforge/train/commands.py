@@ -43,6 +43,8 @@ def merge_run(
     output: str | Path | None = None,
     base: str | None = None,
     dtype: str = "auto",
+    *,
+    allow_mismatch: bool = False,
 ) -> Path:
     """Fold a run's LoRA adapter into its base; the result is a plain transformers model
     directory with the same tokenizer, chat template, template.json and run info.
@@ -58,6 +60,8 @@ def merge_run(
     from sftforge.fsutil import publish_dir
     from sftforge.models.adapters import is_adapter_dir, merge_adapter, resolve_adapter_base
     from sftforge.models.load import base_float_dtype
+    from sftforge.templates import load_template
+    from sftforge.tokenizer import load_tokenizer
     from sftforge.train import artifacts
 
     run_dir = Path(run_dir)
@@ -69,18 +73,28 @@ def merge_run(
     if dtype not in MERGE_DTYPES:
         raise SftForgeError(f"--dtype {dtype}: choose one of {', '.join(MERGE_DTYPES)}")
     out = Path(output) if output else run_dir / "merged"
-    base_dir = resolve_adapter_base(run_dir, base)
-    model = merge_adapter(run_dir, str(base_dir))
-    dtype_name = base_float_dtype(base_dir) if dtype == "auto" else dtype
-    model = model.to(getattr(torch, dtype_name))
-    from sftforge.templates import load_template
-    from sftforge.tokenizer import load_tokenizer
+    import warnings
+
+    from sftforge.infer.load import enforce_integrity
 
     tokenizer = load_tokenizer(run_dir)
     template = load_template(run_dir / artifacts.TEMPLATE_FILE)
+    info = artifacts.read_run_info(run_dir)
+    # An edited template.json or a swapped tokenizer would be baked into the merged model.
+    allowed = enforce_integrity(run_dir, info, tokenizer, template, allow_mismatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base_dir = resolve_adapter_base(run_dir, base, allow_mismatch=allow_mismatch)
+    allowed += [str(w.message) for w in caught]
+    for message in allowed:
+        warnings.warn(message, stacklevel=2)
+    model = merge_adapter(run_dir, str(base_dir), allow_mismatch=True)  # checked just above
+    dtype_name = base_float_dtype(base_dir) if dtype == "auto" else dtype
+    model = model.to(getattr(torch, dtype_name))
     artifacts.set_generation_stops(model, tokenizer, template)
     model.config.use_cache = True
-    info = artifacts.read_run_info(run_dir)
+    if allowed:
+        info["allowed_mismatches"] = allowed
     info["merged_from"] = {
         "adapter": str(run_dir.resolve()),
         "base": base or info.get("base_model"),
@@ -100,16 +114,23 @@ def merge_run(
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    out = merge_run(args.run_dir, args.output, args.base, args.dtype)
+    out = merge_run(args.run_dir, args.output, args.base, args.dtype,
+                    allow_mismatch=args.allow_mismatch)  # fmt: skip
     print(f"merged model written to {out} (load it with AutoModelForCausalLM.from_pretrained)")
     return 0
 
 
 def cmd_train_validate(args: argparse.Namespace) -> int:
     from sftforge.train.config import load_train_config
+    from sftforge.train.preflight import describe, preflight
 
-    config = load_train_config(args.config, list(args.overrides))
+    overrides = list(args.overrides)
+    if getattr(args, "no_verify", False):
+        overrides.append("data.verify=false")
+    config = load_train_config(args.config, overrides)
     print(json.dumps(config.to_dict(), indent=2, ensure_ascii=False))
+    result = preflight(config)  # raises, listing every problem
+    print(f"preflight passed (nothing loaded):\n{describe(result)}")
     return 0
 
 
@@ -159,4 +180,9 @@ def add_train_commands(sub: Any) -> None:
         help="dtype of the merged weights (default: the base model's own; bfloat16 for a "
         "quantised GGUF base such as smollm2)",
     )
+    p.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="merge even if template.json, the tokenizer or the base weights differ from "
+        "what run.json recorded (the merged run.json records it)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_merge)

@@ -164,6 +164,9 @@ def run_training(
 
     if overwrite and resume:
         raise RunStateError("--overwrite starts a run over, --resume continues it: choose one")
+    from sftforge.train.preflight import preflight
+
+    preflight(config)  # seconds, before a minute of model loading: every problem at once
     out = Path(output_dir).resolve() if output_dir else config.resolve(config.output_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ctx = RunContext.create(config, int(os.environ.get("WORLD_SIZE", "1")), device)
