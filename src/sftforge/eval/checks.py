@@ -87,6 +87,14 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _chat_template_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    # The folder's chat_template is foreign code and transformers renders it unbounded:
+    # render it in sftforge's bounded sandbox first, which raises a TemplateError on a
+    # template that would hang or exhaust the machine.
+    from sftforge.templates.jinja import JinjaChatTemplate
+
+    JinjaChatTemplate.from_tokenizer(tokenizer).render(
+        messages, add_generation_prompt=True, tokenizer=tokenizer
+    )
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if isinstance(out, dict) or hasattr(out, "keys"):
         out = out["input_ids"]
