@@ -134,3 +134,11 @@ def test_recorded_relative_paths_resolve_against_the_model_folder(run_copy, tmp_
     monkeypatch.chdir(elsewhere)
     loaded = load_for_inference(run_copy, device="cpu")
     assert loaded.template.name == "chatml"
+
+
+@pytest.mark.parametrize("target", ["run", "base"])
+def test_merge_never_replaces_its_adapter_or_base(run_copy, tmp_path, capsys, target):
+    before = sorted(p.name for p in (tmp_path / target).iterdir())
+    assert main(["merge", str(run_copy), "--output", str(tmp_path / target)]) == 2
+    assert "would destroy the input" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / target).iterdir()) == before

@@ -88,6 +88,10 @@ def merge_run(
     allowed += [str(w.message) for w in caught]
     for message in allowed:
         warnings.warn(message, stacklevel=2)
+    from sftforge.fsutil import refuse_input_as_output
+
+    # The merged folder replaces whatever is at --output: never the adapter or its base.
+    refuse_input_as_output([run_dir, base_dir], [out])
     model = merge_adapter(run_dir, str(base_dir), allow_mismatch=True)  # checked just above
     dtype_name = base_float_dtype(base_dir) if dtype == "auto" else dtype
     model = model.to(getattr(torch, dtype_name))
