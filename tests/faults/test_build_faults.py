@@ -224,6 +224,32 @@ def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
     assert blocker.read_text(encoding="utf-8") == "x"
 
 
+def test_a_really_full_disk_leaves_the_previous_dataset(tmp_path, small_disk, capsys):
+    """On a real (tiny tmpfs) file system: the previous dataset fits, a second copy does
+    not, so the new build fails writing; the old one stays, nothing is left beside it."""
+    out = small_disk / "ds"
+    try:
+        build(tmp_path, out)
+    except OutputPathError:
+        pytest.skip("the test dataset does not fit the tiny file system even once")
+    before = snapshot(out)
+    (tmp_path / "big").mkdir()
+    code = main(["data", "build", str(write_recipe(tmp_path / "big")), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no space left on the device" in err and "Traceback" not in err
+    assert_intact(out, before)
+    assert leftovers(out) == []
+
+
+def test_a_read_only_file_system_leaves_the_previous_dataset(tmp_path, old, read_only_dir, capsys):
+    """The output lives on a file system remounted read-only (works as root, unlike chmod)."""
+    out = read_only_dir / "elsewhere"
+    code = main(["data", "build", str(write_recipe(tmp_path)), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "read-only" in err and "Traceback" not in err
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["old.txt"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway")
 def test_read_only_output_folder_leaves_the_previous_dataset(tmp_path, old):
     out, before = old
