@@ -261,7 +261,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         path = Path(folder) / "results.json" if Path(folder).is_dir() else Path(folder)
         if not path.is_file():
             raise SftForgeError(f"{folder}: no results.json (pass an eval --output folder)")
-        results.append(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise SftForgeError(
+                f"{path}: not a results.json written by sftforge eval ({exc})"
+            ) from None
     a, b = (flatten_numbers(r) for r in results)
     rows = []
     for key in sorted(set(a) | set(b)):

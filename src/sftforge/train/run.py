@@ -24,7 +24,7 @@ from typing import Any
 from sftforge.encode.collate import make_collator
 from sftforge.encode.encoder import Encoded, Encoder
 from sftforge.errors import SftForgeError
-from sftforge.fsutil import TMP_PREFIX, atomic_write_text, refuse_input_as_output
+from sftforge.fsutil import TMP_PREFIX, OutputPathError, atomic_write_text, refuse_input_as_output
 from sftforge.lockfile import hold_lock
 from sftforge.models.adapters import (
     apply_lora,
@@ -168,6 +168,8 @@ def run_training(
 
     preflight(config)  # seconds, before a minute of model loading: every problem at once
     out = Path(output_dir).resolve() if output_dir else config.resolve(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: is a file; the model directory must be a folder")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ctx = RunContext.create(config, int(os.environ.get("WORLD_SIZE", "1")), device)
 
