@@ -191,3 +191,13 @@ def test_cli_sheet_needs_its_arguments(tmp_path, capsys):
     assert "--prompts" in capsys.readouterr().err
     assert main(["eval", "sheet", "--import", str(tmp_path / "r.csv")]) == 2
     assert "--key" in capsys.readouterr().err
+
+
+def test_a_new_sheet_never_overwrites_filled_ratings(tmp_path):
+    paths = _fake_sheet(tmp_path)
+    _fake_sheet(tmp_path)  # an unfilled sheet may be made again
+    filled = paths["ratings"].read_text().replace("Answer 1,,,,,", "Answer 1,5,4,5,1,good", 1)
+    paths["ratings"].write_text(filled)
+    with pytest.raises(SftForgeError, match="filled in"):
+        _fake_sheet(tmp_path)
+    assert paths["ratings"].read_text() == filled

@@ -112,6 +112,25 @@ def prompt_ids_for(n: int) -> list[str]:
     return [f"p{i + 1:0{width}d}" for i in range(n)]
 
 
+def refuse_filled_ratings(path: Path) -> None:
+    """A new sheet must not overwrite ratings a person has already filled in."""
+    if not path.is_file():
+        return
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError, csv.Error):
+        rows = [{"?": "unreadable"}]
+    filled = [r for r in rows if any((r.get(c) or "").strip() for c in (*CRITERIA, "preferred",
+                                                                         "comment"))]  # fmt: skip
+    if filled or (rows and "?" in rows[0]):
+        raise SftForgeError(
+            f"{path}: holds ratings already filled in ({len(filled)} rows); a new sheet would "
+            "overwrite them. Import them first (sftforge eval sheet --import ...), or choose "
+            "another --output."
+        )
+
+
 def write_sheet(
     prompts: Sequence[dict[str, Any]],
     answers: Sequence[Sequence[Answer]],
@@ -127,6 +146,7 @@ def write_sheet(
     from sftforge.fsutil import atomic_open, atomic_write_text, output_dir
 
     out = output_dir(out_dir)
+    refuse_filled_ratings(out / "ratings.csv")
     ids = prompt_ids_for(len(prompts))
     order = blind_order(len(prompts), seed)
     slots: dict[str, dict[str, str]] = {}
