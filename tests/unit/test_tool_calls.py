@@ -15,6 +15,7 @@ import pytest
 from sftforge.data.block import RejectSink
 from sftforge.data.formats import RecordError, read_source
 from sftforge.errors import ConversationError
+from sftforge.templates.builtin import BUILTIN_TEMPLATES
 from sftforge.types import Conversation, Message, ToolCallError, as_conversation
 
 WEATHER_CALL = {
@@ -277,3 +278,195 @@ def test_dataset_rows_keep_tool_calls_and_ids(tmp_path):
         assert back.messages == conv.messages and back.tools == conv.tools
         lines = writer.jsonl_path.read_text(encoding="utf-8").splitlines()
         assert conversation_from_row(json.loads(lines[0])).messages == conv.messages
+
+
+# -- item 3: a template that cannot render the calls refuses, never trains an empty answer -----
+CALL_CONVERSATION = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": "Checking both.", "tool_calls": [
+            WEATHER_CALL,
+            {"id": "call_2", "type": "function",
+             "function": {"name": "weather", "arguments": {"city": "Rome", "unit": "°C"}}},
+        ]},
+        {"role": "tool", "content": '{"temp_c": 18}', "tool_call_id": "call_1", "name": "weather"},
+        {"role": "tool", "content": '{"temp_c": 24}', "tool_call_id": "call_2", "name": "weather"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_3", "type": "function",
+             "function": {"name": "forecast", "arguments": "{}"}}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_3"},
+        {"role": "assistant", "content": "Paris 18 °C, Rome 24 °C, sunny."},
+    ],
+    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}],
+}  # fmt: skip
+PLAIN = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+
+
+def _encode_counted(template, tok, convs):
+    from sftforge.encode.encoder import Encoder
+    from sftforge.encode.report import EncodeReport
+
+    report = EncodeReport()
+    out = Encoder(template, tok).encode_batch(convs, errors="drop", report=report)
+    assert report.reconciles()
+    return out, report
+
+
+def test_hf_template_without_tool_support_refuses_call_turns(smollm2_tokenizer):
+    from sftforge import get_template
+    from sftforge.templates.base import UnrenderableConversation
+
+    tok = smollm2_tokenizer
+    hf = get_template("hf", tokenizer=tok)  # SmolLM2's own template: prints content only
+    # What it does with a call-only turn: an empty answer (this was trained before).
+    call_only = as_conversation(TOOL_MESSAGES)
+    assert "<|im_start|>assistant\n<|im_end|>" in hf.render_messages(
+        [m.to_dict() for m in call_only.messages], tokens=hf_tokens(tok)
+    )
+    for messages, field in ((TOOL_MESSAGES, "messages[1].tool_calls[0]"),
+                            (CALL_CONVERSATION, "messages[2].tool_calls[0]")):  # fmt: skip
+        with pytest.raises(UnrenderableConversation) as info:
+            hf.render_segments(messages, tokenizer=tok)
+        assert info.value.code == "tool_calls_not_rendered"
+        assert info.value.field == field and "weather" in str(info.value)
+    out, report = _encode_counted(hf, tok, [TOOL_MESSAGES, PLAIN, CALL_CONVERSATION])
+    assert [e.drop_reason for e in out] == [
+        "tool_calls_not_rendered",
+        None,
+        "tool_calls_not_rendered",
+    ]
+    assert dict(report.dropped) == {"tool_calls_not_rendered": 2}
+    assert report.samples_kept == 1 and "weather" in report.examples["tool_calls_not_rendered"][0]
+    # Encoding one sample (errors="raise") raises instead.
+    from sftforge.encode.encoder import encode
+
+    with pytest.raises(UnrenderableConversation):
+        encode(TOOL_MESSAGES, hf, tok)
+
+
+def hf_tokens(tok):
+    from sftforge.templates.base import SpecialTokens
+
+    return SpecialTokens(tok.bos_token or "", tok.eos_token or "")
+
+
+def test_jinja_template_that_drops_content_is_refused(smollm2_tokenizer):
+    from sftforge.templates import JinjaChatTemplate
+    from sftforge.templates.base import UnrenderableConversation
+
+    src = (
+        "{% for m in messages %}{% if m.role == 'user' %}U: {{ m.content }}\n"
+        "{% else %}A:{{ eos_token }}\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}A:{% endif %}"
+    )
+    template = JinjaChatTemplate(src, eos_token="</s>")
+    with pytest.raises(UnrenderableConversation) as info:
+        template.render_segments(PLAIN)
+    assert (info.value.code, info.value.field) == ("content_not_rendered", "messages[1].content")
+    _, report = _encode_counted(template, smollm2_tokenizer, [PLAIN])
+    assert dict(report.dropped) == {"content_not_rendered": 1}
+
+
+def test_jinja_template_that_drops_an_argument_is_refused():
+    from sftforge.templates import JinjaChatTemplate
+    from sftforge.templates.base import UnrenderableConversation
+
+    # Renders the call's name but not its arguments.
+    src = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+        "{% for c in m.tool_calls or [] %}[{{ c.function.name }}]{% endfor %}</s>"
+        "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    with pytest.raises(UnrenderableConversation, match="'city'") as info:
+        JinjaChatTemplate(src).render_segments(TOOL_MESSAGES)
+    assert info.value.code == "tool_calls_not_rendered"
+    # With the arguments rendered, the same turn is accepted and its call is the answer.
+    src = src.replace("{{ c.function.name }}", "{{ c.function | tojson }}")
+    segs = JinjaChatTemplate(src).render_segments(TOOL_MESSAGES)
+    answer = "".join(s.text for s in segs if s.message == 1 and s.kind == "answer")
+    assert '"name": "weather"' in answer and '"city": "Paris"' in answer
+
+
+TOOLLESS = [t for t in BUILTIN_TEMPLATES if t.tool_format is None]
+WITH_TOOLS = [t for t in BUILTIN_TEMPLATES if t.tool_format is not None]
+
+
+@pytest.mark.parametrize("template", TOOLLESS, ids=lambda t: t.name)
+def test_builtin_templates_without_tool_convention_refuse_tool_calls(template, smollm2_tokenizer):
+    from sftforge.templates.base import UnrenderableConversation
+
+    call_then_user = [*TOOL_MESSAGES[:2], {"role": "user", "content": "ok?"},
+                      {"role": "assistant", "content": "Yes."}]  # fmt: skip
+    for messages, field in ((TOOL_MESSAGES, "messages[1].tool_calls"),
+                            (call_then_user, "messages[1].tool_calls"),
+                            (CALL_CONVERSATION, "messages[2].tool_calls")):  # fmt: skip
+        with pytest.raises(UnrenderableConversation) as info:
+            template.render(messages)
+        assert (info.value.code, info.value.field) == ("template_without_tools", field)
+        assert "no tool convention" in str(info.value)
+    assert "No tool convention" in template.notes
+    out, report = _encode_counted(template, smollm2_tokenizer, [TOOL_MESSAGES, PLAIN])
+    assert dict(report.dropped) == {"template_without_tools": 1}
+    assert out[1].drop_reason is None
+
+
+@pytest.mark.parametrize("template", WITH_TOOLS, ids=lambda t: t.name)
+def test_builtin_tool_templates_render_the_calls(template):
+    text = template.render(CALL_CONVERSATION)
+    assert text.count('"name": "weather"') == 2 and '"name": "forecast"' in text
+    assert '"arguments": {"city": "Paris"}' in text  # the normalised object
+
+
+def test_chatml_trains_the_calls(smollm2_tokenizer):
+    from sftforge import get_template
+
+    tok = smollm2_tokenizer  # a ChatML tokenizer: every turn stays trainable
+    out, report = _encode_counted(get_template("chatml"), tok, [CALL_CONVERSATION])
+    assert not report.dropped and report.assistant_turns_trained == 3
+    trained = tok.decode([t for t in out[0].labels if t != -100])
+    assert trained.count('"name": "weather"') == 2 and '"name": "forecast"' in trained
+    assert '"arguments": {"city": "Paris"}' in trained
+
+
+# -- item 4: the exported chat_template renders calls inside transformers' sandbox -------------
+@pytest.mark.parametrize("template", WITH_TOOLS, ids=lambda t: t.name)
+def test_exported_chat_template_renders_tool_calls_in_transformers(template, smollm2_tokenizer):
+    import copy
+
+    from sftforge.templates import to_hf_chat_template
+
+    tok = copy.deepcopy(smollm2_tokenizer)
+    tok.chat_template = to_hf_chat_template(template)
+    conv = as_conversation(CALL_CONVERSATION)
+    messages = conv.to_dict()["messages"]
+    tools = [dict(t) for t in conv.tools]
+    ours = template.render(conv, tokenizer=tok)
+    assert tok.apply_chat_template(messages, tools=tools, tokenize=False) == ours
+    assert '"arguments": {"city": "Rome", "unit": "°C"}}' in ours
+    # Every generation prompt along the way, too.
+    for k, msg in enumerate(messages):
+        if msg["role"] == "assistant":
+            theirs = tok.apply_chat_template(
+                messages[:k], tools=tools, tokenize=False, add_generation_prompt=True
+            )
+            assert theirs == template.render(messages[:k], add_generation_prompt=True,
+                                             tokenizer=tok)  # fmt: skip
+    # The raw messages (arguments still JSON strings) render the same once normalised.
+    assert tok.apply_chat_template(conv.to_dict()["messages"], tokenize=False) == template.render(
+        CALL_CONVERSATION["messages"], tokenizer=tok
+    )
+
+
+@pytest.mark.parametrize("template", TOOLLESS, ids=lambda t: t.name)
+def test_exported_toolless_chat_template_refuses_tool_calls(template, smollm2_tokenizer):
+    from sftforge.templates import to_hf_chat_template
+
+    more = [{"role": "user", "content": "ok?"}, {"role": "assistant", "content": "Yes."}]
+    conv = as_conversation([*TOOL_MESSAGES[:2], *more])
+    with pytest.raises(Exception, match="has no tool-call convention"):
+        smollm2_tokenizer.apply_chat_template(
+            conv.to_dict()["messages"],
+            tokenize=False,
+            chat_template=to_hf_chat_template(template),
+        )
