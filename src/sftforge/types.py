@@ -29,6 +29,93 @@ KIND_TEXT = "text"
 KIND_CHAT = "chat"
 
 
+class ToolCallError(ConversationError):
+    """A tool call is malformed (no function name, arguments that are not a JSON object).
+
+    ``code`` is the reason key readers and the encoder count it under."""
+
+    code = "invalid_tool_call"
+
+    def at(self, location: Location) -> ToolCallError:
+        return ToolCallError(self.reason, field=self.field, location=location)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def check_tool_call(call: Any, field: str, *, location: Location | None = None) -> dict[str, Any]:
+    """One validated tool call, with its ``arguments`` parsed to a JSON object.
+
+    Accepted shapes: OpenAI's ``{"id"?, "type"?, "function": {"name", "arguments"}}``, and
+    the flat ``{"name", "arguments"}`` that some data and chat templates use. ``arguments``
+    is an object, or a string holding the JSON of one (normalised to the object, so that a
+    conversation written out and read back is the same). Anything else raises
+    :class:`ToolCallError` naming the field (``field`` is the call's own path, e.g.
+    ``messages[2].tool_calls[0]``): a call without a function name, arguments that are
+    missing, not valid JSON, or JSON that is not an object.
+    """
+    loc = location or Location()
+    if not isinstance(call, Mapping):
+        raise ToolCallError(f"a tool call must be an object, got {_kind(call)}", field=field,
+                            location=loc)  # fmt: skip
+    flat = "function" not in call and "name" in call
+    if not flat:
+        fn = call.get("function")
+        where = f"{field}.function"
+        if fn is None:
+            raise ToolCallError(
+                'missing: a tool call needs {"function": {"name": ..., "arguments": {...}}}',
+                field=where,
+                location=loc,
+            )
+        if not isinstance(fn, Mapping):
+            raise ToolCallError(f"must be an object, got {_kind(fn)}", field=where, location=loc)
+    else:  # flat {"name", "arguments"}
+        fn, where = call, field
+    name = fn.get("name")
+    if name is None:
+        raise ToolCallError("missing: a tool call needs a function name", field=f"{where}.name",
+                            location=loc)  # fmt: skip
+    if not isinstance(name, str) or not name.strip():
+        raise ToolCallError(f"must be a non-empty string, got {_kind(name)} {name!r}",
+                            field=f"{where}.name", location=loc)  # fmt: skip
+    args_field = f"{where}.arguments"
+    if "arguments" not in fn:
+        raise ToolCallError("missing (a call without arguments has {})", field=args_field,
+                            location=loc)  # fmt: skip
+    args = fn["arguments"]
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError as exc:
+            raise ToolCallError(f"not valid JSON ({exc})", field=args_field,
+                                location=loc) from None  # fmt: skip
+    if not isinstance(args, Mapping):
+        raise ToolCallError(f"not a JSON object (got {_kind(args)})", field=args_field,
+                            location=loc)  # fmt: skip
+    fn = {**fn, "arguments": dict(args)}
+    return fn if flat else {**call, "function": fn}
+
+
+def check_tool_calls(
+    calls: Any, field: str, *, location: Location | None = None
+) -> tuple[dict[str, Any], ...] | None:
+    """A message's ``tool_calls`` validated with :func:`check_tool_call` (``None`` when
+    empty); ``field`` is the list's path, e.g. ``messages[2].tool_calls``."""
+    if calls is None:
+        return None
+    if isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Sequence):
+        raise ToolCallError(f"must be a list of tool calls, got {_kind(calls)}", field=field,
+                            location=location or Location())  # fmt: skip
+    out = tuple(check_tool_call(c, f"{field}[{j}]", location=location) for j, c in enumerate(calls))
+    return out or None
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
@@ -36,6 +123,11 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class Message:
     """One turn.
+
+    ``tool_calls`` (assistant messages) are OpenAI-style calls ``{"id"?, "type"?,
+    "function": {"name", "arguments"}}`` with ``arguments`` a JSON object (see
+    :func:`check_tool_calls`); ``tool_call_id`` and ``name`` say which call a ``tool``
+    message answers.
 
     ``train`` overrides the encoding policy for this message: ``True`` trains its content
     (and end marker) whatever the role, ``False`` never trains it, ``None`` follows the
@@ -50,6 +142,7 @@ class Message:
     input: str | None = None
     name: str | None = None
     tool_calls: tuple[Mapping[str, Any], ...] | None = None
+    tool_call_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -61,6 +154,8 @@ class Message:
             out["name"] = self.name
         if self.tool_calls:
             out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
         return out
 
     @property
@@ -173,6 +268,7 @@ class Conversation:
                 raise ConversationError(
                     "assistant content is empty", field=f"{where}.content", location=loc
                 )
+            _check_tool_fields(msg, where, loc)
         if self.kind == KIND_TEXT:
             return self
         offset = 1 if self.system is not None else 0
@@ -205,6 +301,31 @@ class Conversation:
                 location=loc,
             )
         return self
+
+
+def _check_tool_fields(msg: Message, where: str, loc: Location) -> None:
+    """Tool calls only on assistant messages, and well formed; ``tool_call_id`` only on
+    tool results; ``name`` and ``tool_call_id`` strings."""
+    if msg.tool_calls:
+        if msg.role != "assistant":
+            raise ToolCallError(
+                f"tool calls are only allowed on assistant messages, not {msg.role!r}",
+                field=f"{where}.tool_calls",
+                location=loc,
+            )
+        check_tool_calls(msg.tool_calls, f"{where}.tool_calls", location=loc)
+    for key in ("name", "tool_call_id"):
+        value = getattr(msg, key)
+        if value is not None and not isinstance(value, str):
+            raise ConversationError(
+                f"must be a string, got {_kind(value)}", field=f"{where}.{key}", location=loc
+            )
+    if msg.tool_call_id is not None and msg.role != "tool":
+        raise ToolCallError(
+            f"tool_call_id is only allowed on tool messages, not {msg.role!r}",
+            field=f"{where}.tool_call_id",
+            location=loc,
+        )
 
 
 # -- conversion from plain data -------------------------------------------------------------
@@ -243,14 +364,26 @@ def _message_from_mapping(obj: Mapping[str, Any], i: int, loc: Location) -> Mess
             location=loc,
         )
     tool_calls = obj.get("tool_calls")
-    return Message(
+    legacy = obj.get("function_call")
+    if tool_calls is None and legacy is not None:  # legacy OpenAI: one call, no id
+        if not isinstance(legacy, Mapping):
+            raise ToolCallError(
+                f"must be an object, got {_kind(legacy)}",
+                field=f"messages[{i}].function_call",
+                location=loc,
+            )
+        tool_calls = [{"type": "function", "function": legacy}]
+    msg = Message(
         role=str(obj["role"]),
         content=content,
         train=train,
         input=obj.get("input") or None,
         name=obj.get("name"),
-        tool_calls=tuple(tool_calls) if tool_calls else None,
+        tool_calls=check_tool_calls(tool_calls, f"messages[{i}].tool_calls", location=loc),
+        tool_call_id=obj.get("tool_call_id"),
     )
+    _check_tool_fields(msg, f"messages[{i}]", loc)
+    return msg
 
 
 def as_conversation(

@@ -24,11 +24,14 @@ Formats (:data:`FORMATS`; ``format="auto"`` detects one per file from its first 
   into the content: templates with an input slot place it there.
 * ``sharegpt``: ``conversations`` of ``{from, value}``; ``human``/``user`` -> user,
   ``gpt``/``assistant``/``chatgpt``/``model`` -> assistant, ``system`` -> system,
-  ``function_call`` -> assistant (the call text as content), ``observation``/``tool``/
+  ``function_call`` -> assistant (the call text as content, checked to be the JSON of
+  a call ``{"name", "arguments": {...}}`` or a list of them), ``observation``/``tool``/
   ``function`` -> tool. Optional ``system`` field, and ``tools`` (a list, or a JSON string
   as LLaMA-Factory writes it) -> ``Conversation.tools``.
 * ``openai``: ``messages`` of ``{role, content}``: content a string or typed parts
-  (``[{"type": "text", "text"|"value": ...}]``), ``tool_calls`` and ``name`` kept,
+  (``[{"type": "text", "text"|"value": ...}]``), ``tool_calls`` (validated: a function
+  name, ``arguments`` a JSON object or the JSON string of one, normalised to the object;
+  legacy ``function_call`` becomes one call), ``name`` and ``tool_call_id`` kept,
   ``tools`` -> ``Conversation.tools``. Also reads sftforge's own unified JSONL (``train``,
   ``input``, ``kind``, ``meta``), LLaMA-Factory v1's ``loss_weight`` (``> 0`` -> ``train=True``,
   ``0`` -> ``train=False``) and a bare list of messages. A KTO ``label`` is kept as
@@ -77,7 +80,14 @@ from sftforge.data.containers import (
 )
 from sftforge.errors import ConversationError, SftForgeError
 from sftforge.errors import Location as ErrorLocation
-from sftforge.types import KIND_TEXT, Conversation, Message
+from sftforge.types import (
+    KIND_TEXT,
+    Conversation,
+    Message,
+    ToolCallError,
+    check_tool_call,
+    check_tool_calls,
+)
 
 __all__ = [
     "FORMATS",
@@ -109,6 +119,7 @@ REASONS = (
     "field_too_long",
     "unknown_role",
     "no_assistant",
+    "invalid_tool_call",
 )
 
 _ALIASES = {"messages": "openai", "chatml": "openai", "unified": "openai", "linksoul": "belle"}
@@ -335,8 +346,9 @@ def _content(value: Any, path: tuple[str, int, str]) -> str:
     return "".join(texts)
 
 
-def _turn_fields(turn: Mapping[str, Any], field: str) -> dict[str, Any]:
-    """The optional per-turn fields: train (or v1 ``loss_weight``), tool calls, input, name."""
+def _turn_fields(turn: Mapping[str, Any], field: str, role: str) -> dict[str, Any]:
+    """The optional per-turn fields: train (or v1 ``loss_weight``), tool calls (validated,
+    see :func:`sftforge.types.check_tool_call`), input, name, tool_call_id."""
     train = turn.get("train")
     if train is not None and type(train) is not bool:
         raise _wrong(f"{field}.train", "true, false or absent", train)
@@ -346,18 +358,36 @@ def _turn_fields(turn: Mapping[str, Any], field: str) -> dict[str, Any]:
             raise _wrong(f"{field}.loss_weight", "a number", weight)
         train = weight > 0
     calls = turn.get("tool_calls")
-    if calls is None and isinstance(turn.get("function_call"), Mapping):
-        calls = [{"type": "function", "function": turn["function_call"]}]  # legacy OpenAI
-    if calls is not None and (
-        not isinstance(calls, list) or not all(isinstance(c, Mapping) for c in calls)
-    ):
-        raise _wrong(f"{field}.tool_calls", "a list of objects", calls)
-    inp, name = turn.get("input"), turn.get("name")
-    for key, value in (("input", inp), ("name", name)):
+    legacy = turn.get("function_call")
+    if calls is None and legacy is not None:  # legacy OpenAI: one call, no id
+        if not isinstance(legacy, Mapping):
+            raise _wrong(f"{field}.function_call", "an object", legacy)
+        calls = [{"type": "function", "function": legacy}]
+    if isinstance(calls, str):  # a JSON-encoded list (Parquet rows, CSV cells)
+        calls = _json_value(calls, f"{field}.tool_calls") if calls.strip() else None
+    if calls is not None and not isinstance(calls, list):
+        raise _wrong(f"{field}.tool_calls", "a list of tool calls", calls)
+    inp, name, call_id = turn.get("input"), turn.get("name"), turn.get("tool_call_id")
+    for key, value in (("input", inp), ("name", name), ("tool_call_id", call_id)):
         if value is not None and type(value) is not str:
             raise _wrong(f"{field}.{key}", "a string", value)
-    calls = tuple(calls) if calls else None
-    return {"train": train, "tool_calls": calls, "input": inp or None, "name": name}
+    if calls and role != _ASSISTANT:
+        detail = f"tool calls are only allowed on assistant turns, not {role}"
+        raise _Bad("invalid_tool_call", detail, f"{field}.tool_calls")
+    if call_id is not None and role != _TOOL:
+        detail = f"tool_call_id is only allowed on tool turns, not {role}"
+        raise _Bad("invalid_tool_call", detail, f"{field}.tool_call_id")
+    try:
+        calls = check_tool_calls(calls, f"{field}.tool_calls")
+    except ToolCallError as exc:
+        raise _Bad("invalid_tool_call", exc.reason, exc.field) from None
+    return {
+        "train": train,
+        "tool_calls": calls,
+        "input": inp or None,
+        "name": name,
+        "tool_call_id": call_id,
+    }
 
 
 def _role_turns(
@@ -385,12 +415,33 @@ def _role_turns(
             raise _Bad("unknown_role", detail, f"{field}.{role_key}")
         if value_key not in turn:  # mixed key styles: {"from", "content"} / {"role", "value"}
             value_key = "value" if "value" in turn else "content"
-        extra = _turn_fields(turn, field)
+        extra = _turn_fields(turn, field, role)
         path = (list_key, j, value_key)
         if value_key not in turn and not extra["tool_calls"]:
             raise _Bad("missing_field", "required field is missing", _field(path))
-        messages.append(Message(role, _content(turn.get(value_key), path), **extra))
+        content = _content(turn.get(value_key), path)
+        if raw_role.lower() == "function_call":
+            _check_call_text(content, _field(path))
+        messages.append(Message(role, content, **extra))
         paths.append(path)
+
+
+def _check_call_text(text: str, field: str) -> None:
+    """A ShareGPT ``function_call`` turn's value: the JSON of one call ``{"name",
+    "arguments"}`` (or a list of them), kept as the turn's text but checked like any
+    tool call, so a malformed call is rejected here rather than trained as text."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise _Bad("invalid_tool_call", f"function_call is not valid JSON: {exc}", field) from None
+    calls = value if isinstance(value, list) else [value]
+    if not calls:
+        raise _Bad("invalid_tool_call", "function_call is an empty list", field)
+    for k, call in enumerate(calls):
+        try:
+            check_tool_call(call, f"{field}[{k}]" if isinstance(value, list) else field)
+        except ToolCallError as exc:
+            raise _Bad("invalid_tool_call", exc.reason, exc.field) from None
 
 
 def _from_sharegpt(

@@ -4,7 +4,9 @@ directly, plus helpers for the manifest (file hashes, versions).
 Rows have one fixed schema in both formats, so Arrow never has to reconcile types across
 sources::
 
-    {"messages": [{"role", "content", "input", "train", "name"}], "kind": "chat"|"text",
+    {"messages": [{"role", "content", "input", "train", "name",
+                   "tool_calls": <JSON string or null>, "tool_call_id"}],
+     "kind": "chat"|"text",
      "source": <recipe source name>, "tools": <JSON string or null>,
      "meta": {"source", "line", "index", "id", ...}}
 
@@ -33,6 +35,8 @@ _MESSAGE = pa.struct(
         ("input", pa.string()),
         ("train", pa.bool_()),
         ("name", pa.string()),
+        ("tool_calls", pa.string()),
+        ("tool_call_id", pa.string()),
     ]
 )
 _META_INTS = ("line", "index")
@@ -54,6 +58,10 @@ def row(conv: Conversation, source_name: str) -> dict[str, Any]:
                 "input": m.input,
                 "train": m.train,
                 "name": m.name,
+                "tool_calls": json.dumps([dict(c) for c in m.tool_calls], ensure_ascii=False)
+                if m.tool_calls
+                else None,
+                "tool_call_id": m.tool_call_id,
             }
             for m in conv.messages
         ],
@@ -93,6 +101,9 @@ def row_line(conv: Conversation, source_name: str) -> bytes:
 def conversation_from_row(data: dict[str, Any]) -> Conversation:
     """Inverse of :func:`row` (what training reads back)."""
     messages = [{k: v for k, v in m.items() if v is not None} for m in data["messages"]]
+    for m in messages:
+        if isinstance(m.get("tool_calls"), str):  # a JSON string, as row() writes it
+            m["tool_calls"] = json.loads(m["tool_calls"])
     tools = json.loads(data["tools"]) if data.get("tools") else None
     meta = {k: v for k, v in (data.get("meta") or {}).items() if v is not None}
     meta.setdefault("source_name", data.get("source"))

@@ -147,8 +147,12 @@ class Encoder:
     ) -> list[Encoded]:
         """Encode many conversations with one batched tokenizer call.
 
-        ``errors="drop"`` turns invalid conversations into dropped samples (reason
-        ``invalid_conversation``) instead of raising. Results are in input order and
+        ``errors="drop"`` turns invalid conversations into dropped samples instead of
+        raising: reason ``invalid_conversation``, or the error's own ``code`` where it has
+        one (``invalid_tool_call`` for a malformed tool call; ``template_without_tools``,
+        ``tool_calls_not_rendered``, ``content_not_rendered`` for a conversation the
+        template cannot render whole, see
+        :class:`~sftforge.templates.base.UnrenderableConversation`). Results are in input order and
         include dropped samples; ``report`` (if given) is updated.
         """
         plans: list[_Plan | Encoded] = []
@@ -159,7 +163,10 @@ class Encoder:
                 if errors == "raise":
                     raise
                 meta = {"error": str(exc), "index": i}
-                plans.append(Encoded([], [], drop_reason="invalid_conversation", meta=meta))
+                # A specific reason where the error has one (invalid_tool_call,
+                # template_without_tools, tool_calls_not_rendered, ...).
+                reason = getattr(exc, "code", None) or "invalid_conversation"
+                plans.append(Encoded([], [], drop_reason=reason, meta=meta))
         results = self._assemble_all([p for p in plans if isinstance(p, _Plan)])
         out: list[Encoded] = []
         it = iter(results)

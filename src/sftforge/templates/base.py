@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sftforge.errors import ConversationError, TemplateError
+from sftforge.errors import ConversationError, Location, TemplateError
 from sftforge.types import KIND_TEXT, Conversation, ConversationLike, Message, as_conversation
 
 # Segment kinds. ``answer`` and ``end`` of assistant messages are what the model learns.
@@ -33,6 +33,36 @@ PREFIX, SYSTEM, SEP, USER, TOOL, HEADER, ANSWER, END, AFTER, TEXT = (
 )  # fmt: skip
 #: Kinds a message's own ``train`` override switches on: the message text itself.
 CONTENT_KINDS = frozenset({USER, TOOL, SYSTEM, ANSWER, TEXT})
+
+
+#: Reason keys of :class:`UnrenderableConversation` (counted by the encoder as drops).
+TEMPLATE_WITHOUT_TOOLS = "template_without_tools"
+TOOL_CALLS_NOT_RENDERED = "tool_calls_not_rendered"
+CONTENT_NOT_RENDERED = "content_not_rendered"
+
+
+class UnrenderableConversation(ConversationError):
+    """This template cannot render part of this conversation (its tool calls, say).
+
+    The sample is refused, never trained with that part missing: the encoder counts it
+    as a drop under ``code`` (:data:`TEMPLATE_WITHOUT_TOOLS`, :data:`TOOL_CALLS_NOT_RENDERED`,
+    :data:`CONTENT_NOT_RENDERED`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        field: str | None = None,
+        location: Location | None = None,
+    ) -> None:
+        self.code = code
+        super().__init__(message, field=field, location=location)
+
+    def at(self, location: Location) -> UnrenderableConversation:
+        return UnrenderableConversation(
+            self.reason, code=self.code, field=self.field, location=location
+        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +182,9 @@ class Template(ChatTemplate):
 
     ``prefix`` (once) -> system block (``system_format``; without a slot the system text is
     merged into the first user message with ``system_merge_format``) -> for each message:
-    user block (``turn_separator`` before every user block but the first), tool block, or
+    user block (``turn_separator`` before every user block but the first), tool block
+    (``tool_format``; a template without one refuses tool results and assistant tool
+    calls with :class:`UnrenderableConversation`, code ``template_without_tools``), or
     ``assistant_header`` + ``assistant_format`` (the answer) + ``end_of_turn`` (trained end
     marker; ``end_of_turn_mid`` when more turns follow) + ``after_turn`` (untrained). A
     generation prompt is the ``assistant_header``.
@@ -265,6 +297,8 @@ class Template(ChatTemplate):
         tokens = SpecialTokens.resolve(self, tokenizer)
         if conv.kind == KIND_TEXT:
             return self._render_text(conv, tokens)
+        if self.tool_format is None:
+            self._refuse_tools(conv)
         if validate:
             conv.validate(
                 for_training=not add_generation_prompt, alternating=self.requires_alternation
@@ -328,9 +362,10 @@ class Template(ChatTemplate):
                 emit(p.after_turn, AFTER, index)
             elif role == "tool":
                 if p.tool is None:
-                    raise ConversationError(
+                    raise UnrenderableConversation(
                         f"template {self.name!r} has no tool role; use a template with one "
                         "(chatml, llama3) or convert tool results to user messages",
+                        code=TEMPLATE_WITHOUT_TOOLS,
                         field=f"messages[{index}].role",
                         location=conv.location,
                     )
@@ -353,6 +388,22 @@ class Template(ChatTemplate):
         if add_generation_prompt:
             emit(p.assistant_header, HEADER)
         return segs
+
+    def _refuse_tools(self, conv: Conversation) -> None:
+        """A template without a tool convention refuses tool calls and tool results
+        (before the role-order checks, so the reason says what is missing)."""
+        for i, msg in enumerate(conv.messages):
+            if msg.tool_calls or msg.role == "tool":
+                what = "tool calls" if msg.tool_calls else "tool results"
+                raise UnrenderableConversation(
+                    f"template {self.name!r} has no tool convention, so it cannot render "
+                    f"{what}; use a template with one (chatml, llama3, or the model's own "
+                    "'hf' template if it renders tool calls), or convert tool results to "
+                    "user messages",
+                    code=TEMPLATE_WITHOUT_TOOLS,
+                    field=f"messages[{i}].tool_calls" if msg.tool_calls else f"messages[{i}].role",
+                    location=conv.location,
+                )
 
     def _render_text(self, conv: Conversation, tokens: SpecialTokens) -> list[Segment]:
         """Plain-text replay documents: BOS (if the format has one), text, EOS."""

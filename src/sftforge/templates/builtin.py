@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from sftforge.templates.base import Template
 
+#: Appended to the notes of every template without a tool convention (no ``tool_format``).
+_NO_TOOLS = (
+    " No tool convention: a conversation with tool calls or tool results is refused "
+    "(the encoder counts it as 'template_without_tools'), never rendered loosely."
+)
+
 LLAMA2_META_DEFAULT_SYSTEM = (
     "You are a helpful, respectful and honest assistant. Always answer as helpfully as "
     "possible, while being safe.  Your answers should not include any harmful, unethical, "
@@ -30,7 +36,8 @@ ALPACA = Template(
         "has an `input`. Multi-turn (not defined by the source): each further turn repeats "
         "'### Instruction:' / '### Response:' after a blank line following the previous EOS. "
         "The answer follows '### Response:' directly (no space or newline), then EOS."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -65,7 +72,8 @@ LLAMA2 = Template(
         "explicitly if you need it (sftforge.templates.builtin.LLAMA2_META_DEFAULT_SYSTEM). "
         "Contents are stripped, as Meta's code does. Each pair carries its own BOS; the "
         "answer is ' {answer} ' followed by EOS, and that whole span is trained."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     system_format=None,
@@ -90,7 +98,8 @@ LINLY = Template(
         "prompt with two spaces before '### Response:', the answer directly after it, then "
         "EOS. No system slot: a system prompt is merged into the first user message "
         "('{system}\\n\\n{user}'). Multi-turn: blocks follow each other directly after EOS."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -105,7 +114,8 @@ LINLY_CHATFLOW = Template(
     notes=(
         "Uncertain source (inference code only). Turns end with '\\n' inside a conversation "
         "and with EOS at its end; both are trained. Generation stops at 'User:' or EOS."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -125,7 +135,8 @@ NOUS_HERMES = Template(
         "Only the inference prompt is published: BOS and the trailing EOS are assumptions "
         "(as in the spec's golden string). No system slot: merged into the first user "
         "message. Multi-turn: further blocks after a blank line following EOS."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -144,7 +155,8 @@ YAYI = Template(
         "The end marker '\\n\\n<|End|>' is trained with the answer (loss starts after "
         "'<|YaYi|>:\\n'). Multi-turn is not defined by the authors: chosen, further turns "
         "follow after a blank line ('<|End|>\\n\\n<|Human|>:...'). No BOS (BLOOM tokenizer)."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="",
     eos_token="<|End|>",
     system_format="<|System|>:\n{system}\n\n",
@@ -174,7 +186,8 @@ STABLEBELUGA2 = Template(
         "Follows the card's code string (user text on the same line as '### User:'). "
         "Single-turn in the source; chosen multi-turn: further turns after a blank line "
         "following EOS. Training EOS assumed '</s>'."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -206,7 +219,8 @@ GUANACO = Template(
         "ends with a space; with most tokenizers that space merges into the answer's first "
         "token in later turns' prompts, so earlier turns of multi-turn samples can't satisfy "
         "inference consistency and are left untrained (counted in the encode report)."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -235,7 +249,8 @@ FIREFLY = Template(
     notes=(
         "No role markers and no system slot: a system prompt is merged into the first user "
         "message. Each answer and its EOS are trained; the user's EOS is not."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -251,7 +266,8 @@ VICUNA = Template(
         "BOS is prepended, as FastChat's train.py tokenizes with special tokens. The "
         "generation prompt ends with 'ASSISTANT:'; the answer (with its leading space) and "
         "EOS are trained. An explicit empty system message omits the system text."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",
@@ -280,6 +296,8 @@ CHATML = Template(
         "conversation has none (an explicit empty system message omits it). The '\\n' after "
         "each <|im_end|> is part of the prompt, not trained. Tool results render as role "
         "'tool'. No BOS."
+        " Assistant tool calls follow the content, one JSON object per line ('arguments' "
+        "as an object); tool schemas ('tools') are not placed in the prompt."
     ),
     bos_token="",
     eos_token="<|im_end|>",
@@ -309,6 +327,8 @@ LLAMA3 = Template(
         "BOS '<|begin_of_text|>' always starts the text (Meta ChatFormat and the HF template; "
         "Firefly's variant emits it only with a system message). Contents are stripped. No "
         "default system prompt. Tool results render with role header 'tool'."
+        " Assistant tool calls follow the content, one JSON object per line ('arguments' "
+        "as an object); tool schemas ('tools') are not placed in the prompt."
     ),
     bos_token="<|begin_of_text|>",
     eos_token="<|eot_id|>",
@@ -340,7 +360,8 @@ MISTRAL = Template(
         "One BOS at the start; the answer follows '[/INST]' directly; EOS then one space "
         "(v0.1 template). The HF template rejects a system role; chosen: merge it into the "
         "first user message as 'system\\n\\nuser', as mistral-common's reference tokenizer does."
-    ),
+    )
+    + _NO_TOOLS,
     bos_token="<s>",
     eos_token="</s>",
     prefix="{bos}",

@@ -25,13 +25,16 @@ from sftforge.errors import TemplateError
 from sftforge.templates.base import (
     AFTER,
     ANSWER,
+    CONTENT_NOT_RENDERED,
     END,
     HEADER,
+    TOOL_CALLS_NOT_RENDERED,
     USER,
     ChatTemplate,
     Segment,
     SpecialTokens,
     Template,
+    UnrenderableConversation,
     split_format,
 )
 from sftforge.templates.sandbox import (
@@ -200,7 +203,9 @@ class JinjaChatTemplate(ChatTemplate):
                                         tools=conv.tools)  # fmt: skip
 
         with one_deadline(self.origin or self.name):  # one budget for all its renders
-            return self._segments(conv, msgs, render, add_generation_prompt, tokens)
+            segs = self._segments(conv, msgs, render, add_generation_prompt, tokens)
+        _check_rendered(segs, conv, tokens)
+        return segs
 
     def _segments(
         self,
@@ -231,6 +236,59 @@ class JinjaChatTemplate(ChatTemplate):
         if pos < len(full):
             segs.append(Segment(full[pos:], HEADER, None))
         return segs
+
+
+def _check_rendered(segs: list[Segment], conv: Any, tokens: SpecialTokens) -> None:
+    """Refuse a conversation whose assistant turn the template rendered without its tool
+    calls or content (:class:`UnrenderableConversation`, counted by the encoder)."""
+    for index, msg in enumerate(conv.messages):
+        if msg.role == "assistant" and (msg.tool_calls or msg.content.strip()):
+            region = "".join(s.text for s in segs if s.message == index)
+            _check_turn(region, msg, index, conv, tokens)
+
+
+def _check_turn(region: str, msg: Any, index: int, conv: Any, tokens: SpecialTokens) -> None:
+    """Refuse an assistant turn the template rendered without its tool calls or content.
+
+    A chat template without a tool convention (SmolLM2's, say) prints only
+    ``message['content']``: a call-only turn would train an empty answer. A call counts
+    as rendered when its function name and every argument name appear in the turn's
+    region; content when the region holds any text besides end markers."""
+    for j, call in enumerate(msg.tool_calls or ()):
+        fn = call.get("function", call) if isinstance(call, Mapping) else {}
+        args = fn.get("arguments")
+        names = [str(fn.get("name", ""))]
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                args = None
+        if isinstance(args, Mapping):
+            names += [str(key) for key in args]
+        missing = [n for n in names if n not in region]
+        if missing:
+            raise UnrenderableConversation(
+                "this chat_template does not render the assistant's tool call (no "
+                f"{missing[0]!r} in its answer); it would be trained without it. Use a "
+                "template with a tool-call convention (chatml, llama3, or a model's own "
+                "template that supports tools)",
+                code=TOOL_CALLS_NOT_RENDERED,
+                field=f"messages[{index}].tool_calls[{j}]",
+                location=conv.location,
+            )
+    if msg.content.strip():
+        text = region
+        for marker in (tokens.eos, *_END_MARKERS):
+            if marker:
+                text = text.replace(marker, "")
+        if not text.strip():
+            raise UnrenderableConversation(
+                "this chat_template renders the assistant's content as nothing; it would be "
+                "trained as an empty answer",
+                code=CONTENT_NOT_RENDERED,
+                field=f"messages[{index}].content",
+                location=conv.location,
+            )
 
 
 def _split_answer(region: str, content: str, index: int, tokens: SpecialTokens) -> list[Segment]:
@@ -372,10 +430,15 @@ def to_hf_chat_template(template: Template) -> str:
     before, after = split_format(t.assistant_format)
     add("{% elif message['role'] == 'assistant' %}" + expr(t.assistant_header))
     add("{% set content = message['content'] %}")
-    add("{% if message.get('tool_calls') %}{% set calls = [] %}")
-    add("{% for call in message['tool_calls'] %}{% set _ = calls.append(call | tojson) %}")
-    add("{% endfor %}{% set calls = calls | join('\\n') %}")
-    add("{% set content = (content + '\\n' + calls) if content else calls %}{% endif %}")
+    if t.tool_format is not None:
+        # One JSON object per call, joined by newlines, after the content (no list
+        # mutation: transformers' ImmutableSandboxedEnvironment forbids calls.append).
+        add("{% if message.get('tool_calls') %}")
+        add("{% set calls = message['tool_calls'] | map('tojson') | join('\\n') %}")
+        add("{% set content = (content + '\\n' + calls) if content else calls %}{% endif %}")
+    else:  # no tool convention: refuse, as render() does
+        add("{% if message.get('tool_calls') %}{{ raise_exception('template " + t.name)
+        add(" has no tool-call convention') }}{% endif %}")
     add("{% generation %}" + expr(before) + "{{ content" + strip + " }}" + expr(after))
     if t.end_of_turn_mid is not None:
         add("{% if loop.last %}" + expr(t.end_of_turn) + "{% else %}" + expr(t.end_of_turn_mid))
