@@ -82,14 +82,14 @@ def write_recipe(folder: Path, **extra) -> Path:
     return path
 
 
-def run_cli(args: list[str], script: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+def run_cli(
+    args: list[str], script: Path | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "sftforge"]
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            cmd + args, capture_output=True, text=True, timeout=TIMEOUT, env=env
-        )
+        done = subprocess.run(cmd + args, capture_output=True, text=True, timeout=TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         pytest.fail(f"`sftforge {' '.join(args)}` hung for {TIMEOUT}s instead of failing")
     return done, time.monotonic() - started
@@ -106,12 +106,21 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
-        (["length", "placeholder", "langauge"], "filters[2].langauge: unknown filter 'langauge' (did you mean 'language'?)"),
-        ([{"length": {"max_char": 400}}], "filters[0].length.max_char: unknown parameter (did you mean 'max_chars'?)"),
-        ([{"repetition": {"max_ratio": "lots"}}], "filters[0].repetition: max_ratio must be a number"),
+        (
+            ["length", "placeholder", "langauge"],
+            "filters[2].langauge: unknown filter 'langauge' (did you mean 'language'?)",
+        ),
+        (
+            [{"length": {"max_char": 400}}],
+            "filters[0].length.max_char: unknown parameter (did you mean 'max_chars'?)",
+        ),
+        (
+            [{"repetition": {"max_ratio": "lots"}}],
+            "filters[0].repetition: max_ratio must be a number",
+        ),
     ],
     ids=["misspelled filter", "unknown parameter", "bad parameter value"],
-)  # fmt: skip
+)
 def test_bad_blocks_with_two_workers_fail_fast_naming_the_field(tmp_path, filters, expected):
     recipe = write_recipe(tmp_path, filters=filters)
     done, took = run_cli(["data", "build", str(recipe)])
@@ -132,9 +141,12 @@ def test_unknown_cleaning_block_is_named_at_load(tmp_path):
     ("select", "expected"),
     [
         ({"n": 10, "features": "tfidf"}, "select.features: unknown features 'tfidf'"),
-        ({"n": 10, "method": "kcentre"}, "select.method: unknown method 'kcentre' (did you mean 'kcenter'?)"),
+        (
+            {"n": 10, "method": "kcentre"},
+            "select.method: unknown method 'kcentre' (did you mean 'kcenter'?)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unknown_selection_settings_fail_at_load(tmp_path, capsys, select, expected):
     recipe = write_recipe(tmp_path, select=select, num_proc=1)
     with pytest.raises(RecipeError) as err:

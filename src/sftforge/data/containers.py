@@ -173,6 +173,10 @@ def _is_saved_dataset(p: Path) -> bool:
 def open_binary(path: Path) -> IO[bytes]:
     """A file for reading bytes, decompressed on the fly when it ends in ``.gz``."""
     if path.suffix.lower() == ".gz":
+        if path.stat().st_size == 0:  # not even a gzip header: `gzip -t` fails on it too
+            raise DataFileError(
+                f"{path}: empty file, not a gzip stream (an interrupted download or copy?)"
+            )
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb", buffering=_CHUNK)
 

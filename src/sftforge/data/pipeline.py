@@ -311,7 +311,7 @@ def _jsonl_format(recipe: Recipe, src: Any) -> str | None:
 def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Iterator[tuple]:
     """Chunks of every source in order, for ``build_worker.run_task``: raw lines of JSON
     Lines files (parsed in the workers), conversations read here from anything else."""
-    from sftforge.data.containers import jsonl_lines, open_binary
+    from sftforge.data.containers import guard_file, jsonl_lines, open_binary
     from sftforge.data.formats import read_source
 
     for sid, src in enumerate(recipe.sources):
@@ -333,7 +333,7 @@ def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Itera
         linenos: list[int] = []
         lines: list[bytes] = []
         with open_binary(path) as fh:
-            for lineno, line in jsonl_lines(fh):
+            for lineno, line in guard_file(jsonl_lines(fh), str(path)):
                 linenos.append(lineno)
                 lines.append(line)
                 if len(lines) == _CHUNK:
