@@ -303,3 +303,26 @@ def test_metadata_files_in_a_directory_are_counted_rejects(tmp_path):
     assert sink.stages["read"].rejected == {"unknown_format": 2}
     wheres = sorted(e["where"] for e in sink.examples[("read", "unknown_format")])
     assert wheres == [f"{folder}/config.json:1", f"{folder}/dataset_info.json:1"]
+
+
+# -- the unified-format reader (train / eval inputs) ---------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("deep.json", ("[" + DEEP + "]").encode()),
+        ("deep.jsonl", (json.dumps({"messages": []}) + "\n" + DEEP + "\n").encode()),
+        ("bigint.json", b'[{"messages": [], "n": ' + b"9" * 5000 + b"}]"),
+        ("bigint.jsonl", b'{"messages": [], "n": ' + b"9" * 5000 + b"}\n"),
+        ("latin1.jsonl", b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'),
+        ("latin1.json", b'[{"messages": [{"role": "user", "content": "caf\xe9"}]}]'),
+    ],
+)
+def test_unified_reader_names_the_file(tmp_path, name, body):
+    from sftforge.conversation_io import read_conversations
+    from sftforge.errors import ConversationError
+
+    path = tmp_path / name
+    path.write_bytes(body)
+    with pytest.raises(ConversationError) as err:
+        list(read_conversations(path))
+    assert name in str(err.value)
