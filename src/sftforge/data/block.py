@@ -38,10 +38,15 @@ class Rejected:
     where: str = ""
     raw: Any = None
     duplicate_of: str | None = None
+    #: The record's 0-based number in its source file, for read rejects (``where`` gives
+    #: the line, which is the same for every element of a one-line JSON array).
+    index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"stage": self.stage, "reason": self.reason, "detail": self.detail}
         out["where"] = self.where or (str(self.conversation.location) if self.conversation else "")
+        if self.index is not None:
+            out["index"] = self.index
         if self.duplicate_of is not None:
             out["duplicate_of"] = self.duplicate_of
         if self.conversation is not None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+import pickle
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sftforge.data.block import Rejected, RejectSink, StageCounts
@@ -23,9 +24,65 @@ from sftforge.data.containers import parse_jsonl_line
 from sftforge.data.formats import RecordConverter
 from sftforge.data.prepared import PreparedBatch
 from sftforge.data.recipe import Recipe
+from sftforge.errors import SftForgeError
 from sftforge.types import Conversation
 
-__all__ = ["init_worker", "prepare", "run_task", "tag_source", "token_lengths"]
+__all__ = [
+    "BuildWorkerError",
+    "call",
+    "init_worker",
+    "prepare",
+    "run_task",
+    "safe_init",
+    "tag_source",
+    "token_lengths",
+]
+
+
+class BuildWorkerError(SftForgeError, RuntimeError):
+    """A build worker process failed (its setup or a task raised, or it died): the build
+    stops with the worker's message instead of waiting for it."""
+
+
+# -- failing workers end the build -----------------------------------------------------------
+# A pool initializer that raises makes multiprocessing respawn the worker forever (the
+# build hangs). The initializer is wrapped instead: its error is kept and raised by the
+# worker's first task, which sends it back to the main process like any task error.
+_INIT_ERROR: BaseException | None = None
+
+
+def safe_init(init: Callable[[Recipe], None], recipe: Recipe) -> None:
+    """Pool initializer: run ``init(recipe)``, keeping any error for the first task."""
+    global _INIT_ERROR
+    try:
+        init(recipe)
+    except Exception as exc:
+        _INIT_ERROR = exc
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives the trip to the main process (pickled, then rebuilt) as an
+    error the CLI reports in one line; else a :class:`BuildWorkerError` with its message."""
+    if isinstance(exc, SftForgeError):
+        try:
+            back = pickle.loads(pickle.dumps(exc))
+            if type(back) is type(exc) and str(back) == str(exc):
+                return exc
+        except Exception:
+            pass
+        return BuildWorkerError(str(exc))
+    return BuildWorkerError(f"a build worker failed: {type(exc).__name__}: {exc}")
+
+
+def call(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """Run one task in a worker: the initializer's error first, if it had one."""
+    if _INIT_ERROR is not None:
+        raise _portable(_INIT_ERROR) from None
+    try:
+        return fn(arg)
+    except Exception as exc:
+        raise _portable(exc) from None
+
 
 try:
     import orjson

@@ -42,10 +42,13 @@ import gzip
 import json
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from sftforge.errors import SftForgeError
 
 try:  # orjson is several times faster than json for line-by-line parsing
     import orjson
@@ -61,6 +64,7 @@ __all__ = [
     "CONTAINERS",
     "RAW_MAX_CHARS",
     "BadRecord",
+    "DataFileError",
     "Location",
     "container_of",
     "iter_json",
@@ -85,6 +89,16 @@ _BOM = b"\xef\xbb\xbf"
 _WS = re.compile(r"[ \t\n\r]*")
 
 Location = dict[str, Any]
+
+#: Errors a damaged file raises while it is decompressed or decoded (a truncated or corrupt
+#: gzip stream, bad CRC, garbage after the last member, an undecodable CSV stream).
+_FILE_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError)
+
+
+class DataFileError(SftForgeError, ValueError):
+    """A data file cannot be read at all from some point on (corrupt compression, a
+    damaged Parquet file, an unreadable file); the message names the file and, where it
+    is known, the line or record it stopped at."""
 
 
 @dataclass(frozen=True)
@@ -149,14 +163,20 @@ def container_of(path: str | os.PathLike[str]) -> str:
 
 
 def _is_saved_dataset(p: Path) -> bool:
-    return any(
-        (p / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")
-    )
+    """A ``save_to_disk`` folder: ``dataset_dict.json``, or ``state.json`` beside Arrow
+    files. A ``dataset_info.json`` alone (a metadata file next to JSON data) is not one."""
+    if (p / "dataset_dict.json").is_file():
+        return True
+    return (p / "state.json").is_file() and any(p.glob("*.arrow"))
 
 
 def open_binary(path: Path) -> IO[bytes]:
     """A file for reading bytes, decompressed on the fly when it ends in ``.gz``."""
     if path.suffix.lower() == ".gz":
+        if path.stat().st_size == 0:  # not even a gzip header: `gzip -t` fails on it too
+            raise DataFileError(
+                f"{path}: empty file, not a gzip stream (an interrupted download or copy?)"
+            )
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb", buffering=_CHUNK)
 
@@ -187,15 +207,43 @@ def read_records(
     elif kind == "parquet":
         yield from _iter_parquet(p, source)
     elif kind in ("csv", "tsv"):
-        yield from _iter_csv(p, source, "\t" if kind == "tsv" else ",")
+        yield from guard_file(_iter_csv(p, source, "\t" if kind == "tsv" else ","), source)
     else:
         with open_binary(p) as fh:
             if kind == "jsonl":
-                yield from iter_jsonl(fh, source)
+                records = iter_jsonl(fh, source)
             elif kind == "txt":
-                yield from iter_txt(fh, source)
+                records = iter_txt(fh, source)
             else:
-                yield from _iter_json_file(fh, source, chunk_size)
+                records = _iter_json_file(fh, source, chunk_size)
+            yield from guard_file(records, source)
+
+
+def guard_file(items: Iterator[Any], source: str) -> Iterator[Any]:
+    """``items`` as they are, but a damaged file (corrupt or truncated gzip, garbage after
+    the stream, a read error) ends as one :class:`DataFileError` naming the file and the
+    last record read, not as a decompressor's traceback."""
+    last: Any = None
+    try:
+        for item in items:
+            last = item
+            yield item
+    except (*_FILE_ERRORS, OSError) as exc:
+        if isinstance(exc, (SftForgeError, FileNotFoundError)):
+            raise
+        after = ""
+        if isinstance(last, tuple) and last:
+            head = last[0]
+            if isinstance(head, dict):  # a location
+                after = f" after {where(head)}"
+            elif isinstance(head, int):  # (line number, raw line)
+                after = f" after line {head}"
+        gz = " (gzip)" if source.lower().endswith(".gz") else ""
+        detail = str(exc) or type(exc).__name__
+        raise DataFileError(
+            f"{source}: cannot read the file{gz}{after}: {detail}; the file is damaged or "
+            "truncated (re-download or re-create it)"
+        ) from None
 
 
 def _iter_dir(p: Path, source: str, chunk_size: int) -> Iterator[tuple[Location, Any]]:
@@ -410,6 +458,7 @@ def iter_json(
             state = "value"
             continue
         # A value starts here; parse it, reading more while it is cut off by the buffer end.
+        unreadable = ""
         try:
             obj, end = raw_decode(buf, pos)
             truncated = end >= len(buf) and not eof  # a number may continue in the next chunk
@@ -420,6 +469,24 @@ def iter_json(
             if not truncated:
                 yield bad(_json_error(exc, buf, pos, line), pos)
                 return
+        except RecursionError:  # valid JSON that Python cannot hold: skip this element only
+            unreadable = "invalid JSON: the value is nested too deeply to read"
+        except ValueError as exc:  # e.g. an integer past Python's int-string limit
+            unreadable = f"invalid JSON: {exc}"
+        if unreadable:
+            end = _value_end(buf, pos)
+            truncated = not eof and (end < 0 or end >= len(buf))
+            if not truncated:
+                if end < 0:
+                    yield bad(unreadable + "; the rest of the file is not read", pos)
+                    return
+                yield bad(unreadable, pos)
+                index += 1
+                first = False
+                line += buf.count("\n", pos, end)
+                pos = end
+                state = "sep" if array else "value"
+                continue
         if truncated:
             if pos:
                 buf, pos = buf[pos:], 0
@@ -434,6 +501,33 @@ def iter_json(
         state = "sep" if array else "value"
         if pos > chunk_size:
             buf, pos = buf[pos:], 0
+
+
+_SCAN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|[^"\[\]{}]+')
+_SCALAR = re.compile(r"[^,\]}\s]+")
+
+
+def _value_end(buf: str, pos: int) -> int:
+    """Where the JSON value starting at ``pos`` ends, found by matching brackets outside
+    strings (no recursion, so any depth); ``-1`` when it does not end inside ``buf``."""
+    if buf[pos] not in "[{":
+        m = (_SCAN if buf[pos] == '"' else _SCALAR).match(buf, pos)
+        return -1 if m is None or m.group()[0] not in '"-0123456789tfn' else m.end()
+    depth = 0
+    i, n = pos, len(buf)
+    while i < n:
+        m = _SCAN.match(buf, i)
+        if m is None:  # a string that does not end in the buffer
+            return -1
+        tok = m.group()
+        if tok == "[" or tok == "{":
+            depth += 1
+        elif tok == "]" or tok == "}":
+            depth -= 1
+            if depth == 0:
+                return m.end()
+        i = m.end()
+    return -1
 
 
 # -- plain text -----------------------------------------------------------------------------
@@ -561,13 +655,26 @@ def _iter_csv(p: Path, source: str, delimiter: str) -> Iterator[tuple[Location, 
 
 # -- Parquet and Hugging Face datasets --------------------------------------------------------
 def _iter_parquet(p: Path, source: str, batch_size: int = 1024) -> Iterator[tuple[Location, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     index = 0
-    pf = pq.ParquetFile(p)
     try:
-        for batch in pf.iter_batches(batch_size=batch_size):
-            for rec in batch.to_pylist():
+        pf = pq.ParquetFile(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(f"{source}: not a readable Parquet file: {exc}") from None
+    try:
+        batches = pf.iter_batches(batch_size=batch_size)
+        while True:
+            try:
+                rows = next(batches).to_pylist()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise DataFileError(
+                    f"{source}: cannot read Parquet rows from row {index} on: {exc}"
+                ) from None
+            for rec in rows:
                 yield {"source": source, "index": index}, rec
                 index += 1
     finally:

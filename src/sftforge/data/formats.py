@@ -66,6 +66,7 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -120,7 +121,11 @@ REASONS = (
     "unknown_role",
     "no_assistant",
     "invalid_tool_call",
+    "unknown_format",
 )
+#: Records of each file that format detection looks at (the format most of them fit wins,
+#: so one stray record at the top does not decide the file).
+DETECT_SAMPLE = 32
 
 _ALIASES = {"messages": "openai", "chatml": "openai", "unified": "openai", "linksoul": "belle"}
 _USER, _ASSISTANT, _SYSTEM, _TOOL = "user", "assistant", "system", "tool"
@@ -543,11 +548,14 @@ def _detect_record(record: Any) -> str | None:
     return None
 
 
-def _undetected(record: Any, at: str) -> FormatError:
+def _shape(record: Any) -> str:
     if isinstance(record, Mapping):
-        shape = "fields " + ", ".join(repr(k) for k in list(record)[:12])
-    else:
-        shape = f"a JSON {_type(record)}"
+        return "fields " + ", ".join(repr(k) for k in list(record)[:12])
+    return f"a JSON {_type(record)}"
+
+
+def _undetected(record: Any, at: str) -> FormatError:
+    shape = _shape(record)
     return FormatError(
         f"{at}: cannot detect the format of a record with {shape}. Expected alpaca "
         "(instruction/input/output), sharegpt (conversations of from/value), openai "
@@ -577,16 +585,55 @@ def detect_format(
             raise _undetected(record, "record")
         return fmt
     source = os.fspath(record_or_path)
-    if (container_of(source) if container == "auto" else container) == "txt":
+    kind = container_of(source) if container == "auto" else container
+    if kind == "txt":
         return "text"
-    for loc, rec in read_records(source, container=container):
-        if not isinstance(rec, BadRecord):
-            rec = _apply_column_map(rec, top, items)
-            fmt = _detect_record(rec)
-            if fmt is None:
-                raise _undetected(rec, where(loc))
-            return fmt
+    convert = RecordConverter(column_map=column_map, sink=RejectSink(max_examples=0))
+    convert.in_dir = kind == "dir"  # a directory: a file in no known format is skipped
+    for loc, _ in _detecting(read_records(source, container=container), convert):
+        if convert._detected_for == loc["source"] and convert.format is not None:
+            return convert.format
+    if convert.in_dir and convert._undetectable:
+        raise FormatError(
+            f"{source}: no file in the directory holds records in a known format (tried "
+            f"{', '.join(convert._undetectable)})"
+        )
     raise FormatError(f"{source}: no readable record to detect the format from")
+
+
+def _vote(records: list[Any], top: _Pairs, items: _Pairs) -> str | None:
+    """The format most of ``records`` fit (ties: the earliest record's), or None."""
+    votes = Counter(
+        fmt
+        for rec in records
+        if (fmt := _detect_record(_apply_column_map(rec, top, items))) is not None
+    )
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _detecting(
+    records: Iterator[tuple[Location, Any]], convert: RecordConverter, size: int = DETECT_SAMPLE
+) -> Iterator[tuple[Location, Any]]:
+    """``records`` unchanged, with ``convert``'s format detected for each source file from
+    its first ``size`` records before any of them is converted."""
+    buf: list[tuple[Location, Any]] = []
+    for item in records:
+        source = item[0]["source"]
+        if buf and source != buf[0][0]["source"]:
+            convert.detect(buf)
+            yield from buf
+            buf = []
+        if not buf and source == convert._detected_for:
+            yield item
+            continue
+        buf.append(item)
+        if len(buf) >= size:
+            convert.detect(buf)
+            yield from buf
+            buf = []
+    if buf:
+        convert.detect(buf)
+        yield from buf
 
 
 # -- column maps ----------------------------------------------------------------------------------
@@ -661,8 +708,12 @@ class RecordConverter:
     :class:`RecordError` when strict). The build pipeline runs this in worker processes on
     lines its main process has only split, so it is the one implementation of the rules.
 
-    With ``format="auto"`` the format is detected from the first record of each source
-    file (``loc["source"]``) and kept for the rest of that file.
+    With ``format="auto"`` the format is detected for each source file (``loc["source"]``)
+    from a sample of its first records (:meth:`detect`, the format most of them fit; from
+    the first record alone when nobody called it) and kept for the rest of that file. With
+    ``in_dir`` (the files of a directory) a file in no known format (a ``config.json`` next
+    to the data) does not stop the directory: its records are rejected as
+    ``unknown_format``.
     """
 
     def __init__(
@@ -683,22 +734,49 @@ class RecordConverter:
         self.format = self.fixed
         self._convert = _CONVERTERS[self.fixed] if self.fixed else None
         self._detected_for: Any = None  # auto-detection runs once per source file
+        self.in_dir = False
+        self._undetectable: list[str] = []  # files of a directory in no known format
+
+    def detect(self, sample: list[tuple[Location, Any]]) -> None:
+        """Detect the format of the file ``sample`` (its first records) comes from.
+
+        Raises :class:`FormatError` when no decodable record fits a format (unless
+        ``in_dir``: then the file's records are rejected as ``unknown_format``); does
+        nothing when the sample holds no decodable record (the next records decide)."""
+        if self.fixed is not None:
+            return
+        decoded = [(loc, rec) for loc, rec in sample if type(rec) is not BadRecord]
+        if not decoded:
+            return
+        source = decoded[0][0]["source"]
+        fmt = _vote([rec for _, rec in decoded], self.top, self.items)
+        if fmt is None and not self.in_dir:
+            loc, rec = decoded[0]
+            raise _undetected(_apply_column_map(rec, self.top, self.items), where(loc))
+        self._detected_for, self.format = source, fmt
+        self._convert = None if fmt is None else _CONVERTERS[fmt]
+        if fmt is None:
+            self._undetectable.append(source)
 
     def __call__(self, loc: Location, rec: Any) -> Conversation | None:
         """The conversation of one record, or ``None`` when it was rejected."""
-        self.counts.seen += 1
         if type(rec) is BadRecord:
+            self.counts.seen += 1
             _reject(self.sink, self.strict, rec.reason, rec.detail, None, loc, rec.raw)
             return None
+        if self.fixed is None and loc["source"] != self._detected_for:
+            self.detect([(loc, rec)])  # nothing judged yet if it raises
+        self.counts.seen += 1
         raw = rec
         rec = _apply_column_map(rec, self.top, self.items)
-        if self.fixed is None and loc["source"] != self._detected_for:
-            fmt = _detect_record(rec)
-            if fmt is None:
-                self.counts.seen -= 1  # nothing was judged: the whole source is unreadable
-                raise _undetected(rec, where(loc))
-            self._detected_for, self.format, self._convert = loc["source"], fmt, _CONVERTERS[fmt]
         fmt = self.format
+        if fmt is None:  # a file of a directory in no known format
+            detail = (
+                f"{_shape(rec)} fit no known format (the file's first records fit none "
+                "either: not a data file?); the file is skipped"
+            )
+            _reject(self.sink, self.strict, "unknown_format", detail, None, loc, raw)
+            return None
         if fmt == "openai" and isinstance(rec, list):
             rec = {"messages": rec}
         if not isinstance(rec, Mapping):
@@ -715,6 +793,10 @@ class RecordConverter:
             conv = self._convert(rec, meta, self.max_field_chars)  # type: ignore[misc]
         except _Bad as bad:
             _reject(self.sink, self.strict, bad.reason, bad.detail, bad.field, loc, raw)
+            return None
+        except RecursionError:  # a JSON string field holding a too deeply nested value
+            detail = "a value is nested too deeply to read"
+            _reject(self.sink, self.strict, "invalid_json", detail, None, loc, "")
             return None
         self.counts.kept += 1
         return conv
@@ -756,7 +838,13 @@ def read_source(
     )
     counts = convert.counts
     rejected_before = sum(counts.rejected.values())
-    for loc, rec in read_records(path, container=container):
+    records = read_records(path, container=container)
+    if convert.fixed is None:
+        convert.in_dir = container == "dir" or (
+            container == "auto" and os.path.isdir(path) and container_of(path) == "dir"
+        )
+        records = _detecting(records, convert)
+    for loc, rec in records:
         conv = convert(loc, rec)
         if conv is not None:
             yield conv
@@ -791,4 +879,5 @@ def _reject(
         )
         raise RecordError(f"{detail} [{reason}]", code=reason, field=field, location=location)
     text = f"{field}: {detail}" if field else detail
-    sink.reject(Rejected(reason, STAGE, text, where=where(loc), raw=_raw_for(raw)))
+    index = loc.get("index")
+    sink.reject(Rejected(reason, STAGE, text, where=where(loc), raw=_raw_for(raw), index=index))

@@ -56,7 +56,6 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
     """Cleaning and filter blocks, in recipe order, with recipe-level defaults filled in:
     the tokenizer for token bounds, each source's expected language for the language
     filter."""
-    from sftforge.data.filters import block_params, build_block
     from sftforge.data.window import window_block
 
     blocks: list[Any] = []
@@ -64,17 +63,48 @@ def record_blocks(recipe: Recipe, tokenizer: Any) -> list[Any]:
     if windows is not None:  # before cleaning and filters: long documents are cut, not lost
         blocks.append(windows)
     for spec in (*recipe.clean, *recipe.filters):
-        params = dict(spec.params)
-        valid = block_params(spec.name)
-        if "tokenizer" in valid and params.get("tokenizer") is None and tokenizer is not None:
-            params["tokenizer"] = tokenizer
-        if spec.name == "language" and "languages" not in params:
-            params["languages"] = {
-                str(recipe.resolve(s.path)): list(s.language) for s in recipe.sources if s.language
-            }
-            params.setdefault("default", None)
-        blocks.append(build_block(spec.name, **params))
+        blocks.append(_build_one(recipe, spec, tokenizer))
     return blocks
+
+
+def preflight(recipe: Recipe) -> None:
+    """Everything a build can check before it reads a record or starts a worker: the
+    source and eval paths exist and can be read, and every cleaning and filter block
+    builds from its parameters (values included; token bounds are checked by name only,
+    at recipe load: the tokenizer is not loaded here). Errors name the recipe field."""
+    from sftforge.data.clean import BlockConfigError
+    from sftforge.data.recipe import check_paths
+
+    check_paths(recipe)
+    specs = [("clean", i, b) for i, b in enumerate(recipe.clean)]
+    specs += [("filters", i, b) for i, b in enumerate(recipe.filters)]
+    for key, i, spec in specs:
+        try:
+            if recipe.tokenizer:  # the block would get the tokenizer: leave token bounds out
+                spec = type(spec)(
+                    spec.name, {k: v for k, v in spec.params.items() if "token" not in k}
+                )
+            _build_one(recipe, spec, None)
+        except (BlockConfigError, TypeError, ValueError) as exc:
+            if isinstance(exc, RecipeError):
+                raise
+            msg = str(exc).removeprefix(f"{spec.name}: ")
+            raise RecipeError(f"{key}[{i}].{spec.name}: {msg}") from None
+
+
+def _build_one(recipe: Recipe, spec: Any, tokenizer: Any) -> Any:
+    from sftforge.data.filters import block_params, build_block
+
+    params = dict(spec.params)
+    valid = block_params(spec.name)
+    if "tokenizer" in valid and params.get("tokenizer") is None and tokenizer is not None:
+        params["tokenizer"] = tokenizer
+    if spec.name == "language" and "languages" not in params:
+        params["languages"] = {
+            str(recipe.resolve(s.path)): list(s.language) for s in recipe.sources if s.language
+        }
+        params.setdefault("default", None)
+    return build_block(spec.name, **params)
 
 
 def record_stage_names(recipe: Recipe) -> list[str]:
@@ -152,6 +182,57 @@ def _load_tokenizer(recipe: Recipe) -> Any:
     return load_tokenizer(recipe.tokenizer)
 
 
+# -- the process pool -------------------------------------------------------------------------
+# concurrent.futures, not multiprocessing.Pool: a worker that dies (a signal, the OOM
+# killer) breaks the pool and every waiting result raises, where multiprocessing.Pool
+# would respawn the worker and wait for the lost task forever. Errors raised in a worker
+# (its initializer included, see build_worker.safe_init) come back with their message.
+def _start_pool(procs: int, init: Callable[[Recipe], None], recipe: Recipe) -> Any:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sftforge.data.build_worker import safe_init
+
+    ctx = mp.get_context("spawn")
+    return ProcessPoolExecutor(
+        procs, mp_context=ctx, initializer=safe_init, initargs=(init, recipe)
+    )
+
+
+def _submit(pool: Any, fn: Callable[[Any], Any], arg: Any) -> Any:
+    from sftforge.data.build_worker import call
+
+    return pool.submit(call, fn, arg)
+
+
+def _result(future: Any) -> Any:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from sftforge.data.build_worker import BuildWorkerError
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise BuildWorkerError(
+            "a build worker process died (killed by a signal or by the out-of-memory "
+            "killer?); the build stopped. Rerun with num_proc: 1 to see the failing record, "
+            "or with more memory"
+        ) from None
+
+
+def _stop_pool(pool: Any, *, kill: bool) -> None:
+    """Wait for the workers to finish (``kill=False``), or stop them now."""
+    if not kill:
+        pool.shutdown(wait=True)
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+
+
 def _parallel(
     pool: Any, chunks: Iterator[list[Conversation]], sink: RejectSink, inflight: int
 ) -> Iterator[Conversation]:
@@ -159,13 +240,13 @@ def _parallel(
     order, so memory stays flat however fast the reader is."""
     pending: list[Any] = []
     for chunk in chunks:
-        pending.append(pool.apply_async(_process, (chunk,)))
+        pending.append(_submit(pool, _process, chunk))
         if len(pending) >= inflight:
-            kept, counts, records = pending.pop(0).get()
+            kept, counts, records = _result(pending.pop(0))
             _merge_counts(sink, counts, records)
             yield from kept
     for job in pending:
-        kept, counts, records = job.get()
+        kept, counts, records = _result(job)
         _merge_counts(sink, counts, records)
         yield from kept
 
@@ -193,11 +274,11 @@ def _prepared_parallel(
         return items
 
     for task in tasks:
-        pending.append(pool.apply_async(run_task, (task,)))
+        pending.append(_submit(pool, run_task, task))
         if len(pending) >= inflight:
-            yield from collect(pending.popleft().get())
+            yield from collect(_result(pending.popleft()))
     while pending:
-        yield from collect(pending.popleft().get())
+        yield from collect(_result(pending.popleft()))
 
 
 def _count_sources(
@@ -230,7 +311,7 @@ def _jsonl_format(recipe: Recipe, src: Any) -> str | None:
 def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Iterator[tuple]:
     """Chunks of every source in order, for ``build_worker.run_task``: raw lines of JSON
     Lines files (parsed in the workers), conversations read here from anything else."""
-    from sftforge.data.containers import jsonl_lines, open_binary
+    from sftforge.data.containers import guard_file, jsonl_lines, open_binary
     from sftforge.data.formats import read_source
 
     for sid, src in enumerate(recipe.sources):
@@ -252,7 +333,7 @@ def _tasks(recipe: Recipe, sink: RejectSink, source_stage: StageCounts) -> Itera
         linenos: list[int] = []
         lines: list[bytes] = []
         with open_binary(path) as fh:
-            for lineno, line in jsonl_lines(fh):
+            for lineno, line in guard_file(jsonl_lines(fh), str(path)):
                 linenos.append(lineno)
                 lines.append(line)
                 if len(lines) == _CHUNK:
@@ -310,9 +391,7 @@ def build_dataset(
     out_dir = (
         Path(output) if output else recipe.resolve(recipe.output or f"runs/data/{recipe.name}")
     )
-    for i, s in enumerate(recipe.sources):
-        if not recipe.resolve(s.path).exists():
-            raise RecipeError(f"sources[{i}].path: {recipe.resolve(s.path)} does not exist")
+    preflight(recipe)
     check_output_folder(recipe, out_dir)
     done: dict[str, Any] = {}
 
@@ -382,9 +461,7 @@ def _build_into(
         and all(isinstance(b, (ExactDedup, NearDedup)) for b in global_blocks)
     )
     if procs > 1:
-        ctx = mp.get_context("spawn")
-        init = init_worker if prepared else _init_worker
-        pool = ctx.Pool(procs, initializer=init, initargs=(recipe,))
+        pool = _start_pool(procs, init_worker if prepared else _init_worker, recipe)
     else:
         serial_blocks = record_blocks(recipe, tokenizer)
     try:
@@ -437,13 +514,11 @@ def _build_into(
                 bar.update(task, total=bar.tasks[task].completed)
     except BaseException:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            _stop_pool(pool, kill=True)
         sink.close()
         raise
     if pool is not None and not prepared:
-        pool.close()
-        pool.join()
+        _stop_pool(pool, kill=False)
         pool = None
     spool.seal()
     try:  # a pool left open counts tokens for the statistics (its workers hold a tokenizer)
@@ -451,10 +526,14 @@ def _build_into(
         written, stats, split_counts, mix_report, selection = _finish(
             recipe, out_dir, spool, sink, pool, tokenizer, log
         )
+    except BaseException:
+        if pool is not None:
+            _stop_pool(pool, kill=True)
+            pool = None
+        raise
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            _stop_pool(pool, kill=False)
         sink.close()
         spool.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -511,7 +590,8 @@ def _finish(
             from sftforge.data.build_worker import token_lengths
 
             half = (len(texts) + 1) // 2
-            first, second = pool.map(token_lengths, [texts[:half], texts[half:]])
+            jobs = [_submit(pool, token_lengths, part) for part in (texts[:half], texts[half:])]
+            first, second = (_result(job) for job in jobs)
             return first + second
 
     elif tokenizer is None:

@@ -10,6 +10,9 @@ block registry when the recipe is loaded, not halfway through a build.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,3 +234,132 @@ def _check(recipe: Recipe) -> None:
             raise RecipeError(f"window.{key}: must be at least 1")
     if recipe.num_proc < 1:
         raise RecipeError("num_proc: must be at least 1")
+    _check_blocks(recipe)
+    _check_dedup(recipe)
+    _check_select(recipe)
+
+
+def _hint(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+#: Block parameters the build fills in from the recipe when they are not given.
+_FILLED = {"tokenizer", "languages", "default"}
+
+
+def _check_blocks(recipe: Recipe) -> None:
+    """Every cleaning and filter block exists and is given only parameters it accepts (so
+    a typo stops the recipe at load, not a build worker halfway through)."""
+    from sftforge.data.filters import BLOCKS, block_params
+
+    for key, what in (("clean", "cleaning block"), ("filters", "filter")):
+        for i, spec in enumerate(getattr(recipe, key)):
+            at = f"{key}[{i}].{spec.name}"
+            if spec.name not in BLOCKS:
+                raise RecipeError(
+                    f"{at}: unknown {what} {spec.name!r}{_hint(spec.name, BLOCKS)}; known "
+                    f"blocks: {', '.join(BLOCKS)}"
+                )
+            valid = block_params(spec.name)
+            _check_params(at, spec.params, valid, filled=_FILLED)
+
+
+def _check_params(
+    at: str, params: Mapping[str, Any], valid: Mapping[str, Any], filled: Any = ()
+) -> None:
+    for key in params:
+        if key not in valid:
+            raise RecipeError(
+                f"{at}.{key}: unknown parameter{_hint(key, valid)}; valid parameters: "
+                f"{', '.join(valid)}"
+            )
+    missing = [
+        k
+        for k, v in valid.items()
+        if v is inspect.Parameter.empty and k not in params and k not in filled
+    ]
+    if missing:
+        raise RecipeError(f"{at}: missing required parameter(s) {', '.join(missing)}")
+
+
+def _signature(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.name != "self"
+        and p.name not in skip
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _check_dedup(recipe: Recipe) -> None:
+    d = recipe.dedup
+    if d.near is None and d.semantic is None and d.decontaminate is None:
+        return
+    from sftforge.data.decontam import Decontaminate
+    from sftforge.data.dedup import NearDedup, SemanticDedup
+
+    if d.near is not None:
+        _check_params("dedup.near", d.near, _signature(NearDedup))
+    if d.semantic is not None:
+        _check_params("dedup.semantic", d.semantic, _signature(SemanticDedup))
+    if d.decontaminate is not None:
+        params = dict(d.decontaminate)
+        evals = params.pop("eval", None) or params.pop("evals", None)
+        if not evals:
+            raise RecipeError("dedup.decontaminate.eval: list the eval files or folders")
+        if not isinstance(evals, (str, list)) or (
+            isinstance(evals, list) and not all(isinstance(e, str) for e in evals)
+        ):
+            raise RecipeError("dedup.decontaminate.eval: expected a path or a list of paths")
+        _check_params("dedup.decontaminate", params, _signature(Decontaminate, ("evals",)))
+
+
+def _check_select(recipe: Recipe) -> None:
+    if recipe.select is None:
+        return
+    from sftforge.data.select import FEATURES, METHODS
+
+    sel = recipe.select
+    if sel.method not in METHODS:
+        raise RecipeError(
+            f"select.method: unknown method {sel.method!r}{_hint(sel.method, METHODS)}; "
+            f"expected one of {', '.join(METHODS)}"
+        )
+    if sel.features not in FEATURES:
+        raise RecipeError(
+            f"select.features: unknown features {sel.features!r}"
+            f"{_hint(sel.features, FEATURES)}; expected one of {', '.join(FEATURES)}"
+        )
+    if sel.n < 0:
+        raise RecipeError("select.n: must be >= 0")
+
+
+def decontaminate_paths(recipe: Recipe) -> list[Path]:
+    """The eval files or folders ``dedup.decontaminate.eval`` names, resolved."""
+    params = dict(recipe.dedup.decontaminate or {})
+    evals = params.get("eval") or params.get("evals") or []
+    return [recipe.resolve(p) for p in ([evals] if isinstance(evals, str) else evals)]
+
+
+def check_paths(recipe: Recipe) -> None:
+    """Before a build reads anything: every source and decontamination path exists and
+    can be read; errors name the recipe field."""
+    checks = [(f"sources[{i}].path", recipe.resolve(s.path)) for i, s in enumerate(recipe.sources)]
+    checks += [("dedup.decontaminate.eval", p) for p in decontaminate_paths(recipe)]
+    for at, path in checks:
+        if not path.exists():
+            raise RecipeError(f"{at}: {path} does not exist")
+        if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise RecipeError(f"{at}: {path} is a folder that cannot be read (permissions)")
+            continue
+        if not path.is_file():
+            raise RecipeError(f"{at}: {path} is not a regular file or folder")
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise RecipeError(f"{at}: {path} cannot be read: {exc.strerror or exc}") from None
