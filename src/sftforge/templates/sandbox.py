@@ -362,26 +362,20 @@ def _as_template_error(exc: BaseException, where: str, action: str, budget: floa
 def bounded(fn: Callable[[], T], *, origin: str, action: str, seconds: float | None = None) -> T:
     """Run ``fn`` (a compile or a render) within the time budget; every failure becomes a
     :class:`TemplateError` that names ``origin``."""
-    budget = TIME_BUDGET if seconds is None else seconds
-    try:
-        tid = _WATCHDOG.arm(budget)
-        try:
-            return fn()
-        finally:
-            _WATCHDOG.disarm(tid)
-    except BaseException as exc:
-        if isinstance(exc, _Timeout):
-            _WATCHDOG.disarm(threading.get_ident())
-        where = f"chat template from {origin}" if origin else "chat template"
-        raise _as_template_error(exc, where, action, budget) from None
+    with one_deadline(origin, action, seconds):
+        return fn()
 
 
 @contextmanager
-def one_deadline(origin: str, action: str = "render") -> Iterator[None]:
-    """One time budget for a group of renders (a conversation's prefixes), so each render
-    inside need not arm its own; failures become a :class:`TemplateError`."""
+def one_deadline(
+    origin: str, action: str = "render", seconds: float | None = None
+) -> Iterator[None]:
+    """One time budget for a block (a compile, or a group of renders such as a
+    conversation's prefixes, so each render inside need not arm its own); failures become
+    a :class:`TemplateError` that names ``origin``."""
+    budget = TIME_BUDGET if seconds is None else seconds
     try:
-        tid = _WATCHDOG.arm(TIME_BUDGET)
+        tid = _WATCHDOG.arm(budget)
         try:
             yield
         finally:
@@ -390,7 +384,7 @@ def one_deadline(origin: str, action: str = "render") -> Iterator[None]:
         if isinstance(exc, _Timeout):
             _WATCHDOG.disarm(threading.get_ident())
         where = f"chat template from {origin}" if origin else "chat template"
-        raise _as_template_error(exc, where, action, TIME_BUDGET) from None
+        raise _as_template_error(exc, where, action, budget) from None
 
 
 def make_environment(
