@@ -83,6 +83,7 @@ def load_for_inference(
     # Everything cheap first, so a folder that will be refused is refused before the model
     # loads (seconds to minutes): tokenizer, template, their recorded hashes, base weights.
     tokenizer = load_tokenizer(folder)
+    base_notes: list[str] = []
     chosen, origin, notes = _choose_template(folder, template, tokenizer)
     saved_template = chosen if origin == "template.json" else None
     allowed = enforce_integrity(folder, info, tokenizer, saved_template, allow_mismatch)
@@ -91,7 +92,9 @@ def load_for_inference(
             warnings.simplefilter("always", BaseModelMismatchWarning)
             # the portable reference, resolved on this machine; raises on other weights
             base = adapter_base(folder, allow_mismatch=allow_mismatch)
-        allowed += [str(w.message) for w in caught if w.category is BaseModelMismatchWarning]
+        base_notes = [str(w.message) for w in caught if w.category is BaseModelMismatchWarning]
+        for note in base_notes:  # as the category callers filter on
+            warnings.warn(note, BaseModelMismatchWarning, stacklevel=2)
         model = load_with_adapter(folder, base, dtype=dtype)
     else:
         model = load_causal_lm(folder, dtype=dtype)
@@ -102,7 +105,9 @@ def load_for_inference(
     notes += allowed
     for note in notes:
         warnings.warn(note, TrainServeMismatchWarning, stacklevel=2)
-    return LoadedModel(model, tokenizer, chosen, str(source), info, origin, notes, allowed)
+    allowed += base_notes
+    return LoadedModel(model, tokenizer, chosen, str(source), info, origin, notes + base_notes,
+                       allowed)  # fmt: skip
 
 
 def _choose_template(
