@@ -136,11 +136,9 @@ def _call_binop(context: Any, operator: str, left: Any, right: Any) -> Any:
     return _binop(operator, left, right)
 
 
-def _add(left: Any, right: Any) -> Any:
-    # The common case, string + string within bounds, without the general checks.
-    if type(left) is str and type(right) is str and len(left) + len(right) <= MAX_STRING:
-        return left + right
-    return _binop("+", left, right)
+def _checked_sum(value: Any) -> Any:
+    """The result of a template's ``+`` that is not a short string: sized, or refused."""
+    return _sized(value, "a concatenation")
 
 
 def bounded_join(parts: Iterable[Any]) -> str:
@@ -223,19 +221,21 @@ def _wrap_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class _BoundedCodeGenerator(CodeGenerator):
     """Compiles ``a ~ b`` to :func:`bounded_join` (jinja's own join is unchecked) and
-    ``a + b`` to a module-level call of :func:`_add` (the most common operator in chat
-    templates: a global call costs half of ``environment.call_binop(context, '+', ...)``)."""
+    ``a + b`` to an inline check (the most common operator in chat templates, so no call
+    in the common case): a string result within :data:`MAX_STRING` passes as it is, any
+    other result goes through :func:`_checked_sum`. A sum is at most twice the limit
+    before it is checked, so a doubling loop stops at its first step past the limit."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        self.writeline("_sf_add = environment.bounded_add")
+        self.writeline("_sf_checked_sum = environment.checked_sum")
         super().visit_Template(node, frame)
 
     def visit_Add(self, node: nodes.Add, frame: Frame) -> None:
-        self.write("_sf_add(")
+        self.write("(_sf_t if type(_sf_t := (")
         self.visit(node.left, frame)
-        self.write(", ")
+        self.write(") + (")
         self.visit(node.right, frame)
-        self.write(")")
+        self.write(f")) is str and len(_sf_t) <= {MAX_STRING} else _sf_checked_sum(_sf_t))")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_join((")
@@ -254,7 +254,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bounded_join = bounded_join
-        self.bounded_add = _add
+        self.checked_sum = _checked_sum
         # An instance attribute, not a method: compiled templates call it for every '+',
         # and a plain function skips building a bound method each time.
         self.call_binop = _call_binop  # type: ignore[method-assign]
@@ -435,14 +435,15 @@ def compile_bounded(env: BoundedEnvironment, source: str, origin: str) -> jinja2
 
 
 def render_bounded(template: jinja2.Template, origin: str, **context: Any) -> str:
-    """Render with the output size checked chunk by chunk, within the time budget."""
-
+    """Render with the output size checked chunk by chunk, within the time budget (the
+    compiled render function is driven directly: ``Template.generate`` would wrap it in a
+    second generator, and every failure is mapped here anyway)."""
     try:
         tid = _WATCHDOG.arm(TIME_BUDGET)
         try:
             parts: list[str] = []
             size = 0
-            for chunk in template.generate(**context):
+            for chunk in template.root_render_func(template.new_context(context)):
                 size += len(chunk)
                 if size > MAX_STRING:
                     raise TemplateLimitError(f"output over {MAX_STRING:,} characters")
@@ -450,7 +451,7 @@ def render_bounded(template: jinja2.Template, origin: str, **context: Any) -> st
             return "".join(parts)
         finally:
             _WATCHDOG.disarm(tid)
-    except BaseException as exc:  # the same mapping as bounded(), inlined: renders are hot
+    except BaseException as exc:  # the same mapping as one_deadline(), inlined: renders are hot
         if isinstance(exc, _Timeout):
             _WATCHDOG.disarm(threading.get_ident())
         where = f"chat template from {origin}" if origin else "chat template"
