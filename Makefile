@@ -27,6 +27,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
 	$(BIN)/python bench/bench_encode.py
+	$(BIN)/python bench/bench_template_render.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_train.py
 
