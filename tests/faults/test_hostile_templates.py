@@ -58,6 +58,27 @@ HOSTILE = {
     "cycler escape": ("{{ cycler.__init__.__globals__.os.system('touch /tmp/pwned') }}",
                       "unsafe"),
     "list.append": ("{% set l = [] %}{{ l.append(1) }}", "unsafe"),
+    "set-block doubling": ("{% set ns = namespace(x='ab') %}{% for i in range(60) %}"
+                           "{% set t %}{{ ns.x }}{{ ns.x }}{% endset %}{% set ns.x = t %}"
+                           "{% endfor %}", "captured output"),
+    "macro doubling": ("{% macro twice(s) %}{{ s }}{{ s }}{% endmacro %}"
+                       "{% set ns = namespace(x='ab') %}{% for i in range(60) %}"
+                       "{% set ns.x = twice(ns.x) %}{% endfor %}", "captured output"),
+    "caller doubling": ("{% macro m() %}{{ caller() }}{{ caller() }}{% endmacro %}"
+                        "{% set ns = namespace(x='ab') %}{% for i in range(60) %}{% set t %}"
+                        "{% call m() %}{{ ns.x }}{% endcall %}{% endset %}{% set ns.x = t %}"
+                        "{% endfor %}", "captured output"),
+    "batch fill folded at compile": ("{{ [1] | batch(1000000000, 'x') | list }}", "batch"),
+    "slice count": ("{{ [1] | slice(1000000000) | list }}", "slice"),
+    "lipsum": ("{{ lipsum(n=100000000) }}", "undefined"),
+    "nested format width": ("{{ '{0:>{1}}'.format('a', 1000000000) }}", "nested"),
+    "mapping percent width": ("{{ '%(a)999999999s' % {'a': 1} }}", "width"),
+    "percent precision": ("{{ '%.999999999f' % 1.0 }}", "width"),
+    "filter through map": ("{{ messages | map('tojson', indent=10**9) | list }}", "map"),
+    "list growth": ("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}"
+                    "{% set ns.l = ns.l + [i] %}{% endfor %}", "took longer"),
+    "deep parentheses": ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "recursed"),
+    "block recursion": ("{% block a %}{{ self.a() }}{% endblock %}", "recursed"),
     "syntax error": ("{% for %}", "does not compile"),
     "raise_exception": ("{{ raise_exception('no') }}", "no"),
 }  # fmt: skip

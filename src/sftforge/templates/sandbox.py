@@ -91,17 +91,40 @@ def _repeat_size(seq: Any, times: Any) -> None:
             raise TemplateLimitError(f"a repeated list would hold {n:,} items")
 
 
-_FORMAT_WIDTH = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[a-zA-Z%]")
-_BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d+)[^{}]*\}")
+#: A printf-style conversion: optional mapping key, flags, width, precision, type.
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[a-zA-Z%]")
 
 
-def _check_format_widths(fmt: str, pattern: re.Pattern[str]) -> None:
-    for match in pattern.finditer(fmt):
+def _check_width(number: str | None) -> None:
+    if number == "*":
+        raise TemplateLimitError("'*' widths are not allowed in template formats")
+    if number and int(number) > MAX_WIDTH:
+        raise TemplateLimitError(f"format width {number} over {MAX_WIDTH:,}")
+
+
+def _check_percent_format(fmt: str) -> None:
+    """``'%10s' % x``: every width and precision at most :data:`MAX_WIDTH`."""
+    for match in _PERCENT_SPEC.finditer(fmt):
         for group in match.groups():
-            if group == "*":
-                raise TemplateLimitError("'*' widths are not allowed in template formats")
-            if group and int(group) > MAX_WIDTH:
-                raise TemplateLimitError(f"format width {group} over {MAX_WIDTH:,}")
+            _check_width(group)
+
+
+def _check_brace_format(fmt: str) -> None:
+    """``'{:>10}'.format(x)``: widths at most :data:`MAX_WIDTH`, and no width taken from
+    an argument (``{0:{1}}``), which could not be checked before formatting."""
+    import string
+
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # str.format raises the same error itself
+    for _literal, _field, spec, _conversion in fields:
+        if not spec:
+            continue
+        if "{" in spec:
+            raise TemplateLimitError("nested replacement fields in a format spec")
+        for number in re.findall(r"\d+", spec):
+            _check_width(number)
 
 
 def _binop(op: str, left: Any, right: Any) -> Any:
@@ -126,7 +149,7 @@ def _binop(op: str, left: Any, right: Any) -> Any:
         return left + right
     if op == "%":
         if isinstance(left, str):
-            _check_format_widths(left, _FORMAT_WIDTH)
+            _check_percent_format(left)
             return _sized(left % right, "a formatted string")
         return left % right
     raise TemplateLimitError(f"operator {op!r}")  # pragma: no cover - only those above
@@ -148,6 +171,14 @@ def bounded_join(parts: Iterable[Any]) -> str:
     return "".join(strs)
 
 
+def bounded_concat(parts: Iterable[Any]) -> str:
+    """What jinja joins captured output with (``{% set x %}...{% endset %}``, macro
+    bodies, ``caller()``, filter blocks): sized like every other string."""
+    strs = list(parts)
+    _check_len(sum(map(len, strs)), "captured output")
+    return "".join(strs)
+
+
 def bounded_range(*args: int) -> range:
     r = range(*args)
     if len(r) > MAX_RANGE:
@@ -166,7 +197,7 @@ def _check_str_method(self_: str, name: str, args: tuple, kwargs: dict) -> None:
     elif name == "replace" and len(args) >= 2:
         _check_replace(self_, args[0], args[1], args[2] if len(args) > 2 else -1)
     elif name in ("format", "format_map"):
-        _check_format_widths(self_, _BRACE_WIDTH)
+        _check_brace_format(self_)
 
 
 def _check_replace(s: Any, old: Any, new: Any, count: Any = -1) -> None:
@@ -195,6 +226,9 @@ def _wrap_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def checked(*args: Any, **kwargs: Any) -> Any:
         # Filters marked pass_context/pass_eval_context/pass_environment get it first.
         values = args[1:] if pass_arg is not None else args
+        for v in (*values[1:], *kwargs.values()):  # counts, widths, fill sizes: all small
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_RANGE:
+                raise TemplateLimitError(f"filter {name}: argument {v} over {MAX_RANGE:,}")
         if name in ("indent", "center", "tojson", "wordwrap", "truncate"):
             for v in (*values[1:], *kwargs.values()):
                 if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_WIDTH:
@@ -205,7 +239,7 @@ def _wrap_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         elif name == "replace" and len(values) >= 3:
             _check_replace(str(values[0]), values[1], values[2], *values[3:4])
         elif name == "format" and values and isinstance(values[0], str):
-            _check_format_widths(values[0], _FORMAT_WIDTH)
+            _check_percent_format(values[0])
         elif name == "join" and values:
             sep = values[1] if len(values) > 1 else kwargs.get("d", "")
             items = _checked_join_items(values[0], sep)
@@ -250,6 +284,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = _BoundedCodeGenerator
+    concat = staticmethod(bounded_concat)  # type: ignore[assignment]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -259,6 +294,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         # and a plain function skips building a bound method each time.
         self.call_binop = _call_binop  # type: ignore[method-assign]
         self.globals["range"] = bounded_range
+        self.globals.pop("lipsum", None)  # generates text in a loop; no chat template uses it
         self.filters = {name: _wrap_filter(name, fn) for name, fn in self.filters.items()}
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
