@@ -119,3 +119,25 @@ def test_os_errors_name_the_file(tmp_path, capsys):
     assert main(["templates", "render", "chatml", "--input", str(conv)]) == 2
     err = capsys.readouterr().err
     assert str(conv) in err and "Traceback" not in err
+
+
+def test_prompt_files_from_a_cut_dataset_are_refused_before_loading(
+    tmp_path, capsys, no_model_loading
+):
+    """generate, eval health and eval sheet read prompts; a built dataset's split given as
+    prompts is verified like every other read of a built dataset."""
+    from sftforge.data.manifest import describe_outputs
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    lines = TRAIN.read_text().splitlines(True)
+    (ds / "validation.jsonl").write_text("".join(lines[:6]))
+    (ds / "manifest.json").write_text(json.dumps({"outputs": describe_outputs(ds)}))
+    (ds / "validation.jsonl").write_text("".join(lines[:3]))
+    split = str(ds / "validation.jsonl")
+    for argv in (["generate", "smollm2", "--input", split, "--output", str(tmp_path / "g.jsonl")],
+                 ["eval", "health", "smollm2", "--prompts", split, "--output", str(tmp_path / "h")],
+                 ["eval", "sheet", "--models", "smollm2", "smollm2", "--prompts", split, "-n", "2",
+                  "--output", str(tmp_path / "s")]):  # fmt: skip
+        assert main(argv) == 2, argv
+        assert "does not match its manifest.json" in capsys.readouterr().err

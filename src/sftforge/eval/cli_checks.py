@@ -68,10 +68,10 @@ def _say_dropped(result: dict[str, Any], what: str = "") -> None:
         print(f"note{f' ({what})' if what else ''}: {line}")
 
 
-def _prompts(path: str, limit: int | None) -> list[list[dict[str, Any]]]:
+def _prompts(path: str, limit: int | None, verify: bool = True) -> list[list[dict[str, Any]]]:
     from sftforge.infer.prompts import read_prompts
 
-    rows = read_prompts(Path(path))
+    rows = read_prompts(Path(path), verify=verify)
     return [r["messages"] for r in rows[:limit]]
 
 
@@ -107,7 +107,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from sftforge.infer.commands import sampling_from
     from sftforge.infer.generate import generate
 
-    prompts = _prompts(args.prompts, args.limit)  # read before a model loads
+    prompts = _prompts(args.prompts, args.limit, not args.no_verify)  # before a model loads
     loaded = _load(args)
     sampling = sampling_from(args)
     gens = generate(loaded.model, loaded.tokenizer, loaded.template, prompts, sampling)
@@ -153,7 +153,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from sftforge.eval.checks import template_ablation
 
     _check_data(args, args.data)
-    prompts = _prompts(args.prompts, args.num_prompts)
+    prompts = _prompts(args.prompts, args.num_prompts, not args.no_verify)
     loaded = _load(args)
     result = template_ablation(loaded, args.data, prompts,
                                other=args.other, split=args.split, limit=args.limit,
@@ -308,6 +308,7 @@ def add_check_commands(esub: Any) -> None:
     p.add_argument("--prompts", required=True, help="prompts JSONL")
     p.add_argument("--limit", type=int, default=50)
     add_sampling_args(p, max_new_tokens=256)
+    _verify_arg(p)
     _output_arg(p, "runs/eval/health")
     p.set_defaults(func=cmd_health)
 

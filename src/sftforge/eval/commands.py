@@ -123,6 +123,7 @@ def cmd_eval_sheet(args: argparse.Namespace) -> int:
         sampling=sampling,
         batch_size=args.batch_size,
         allow_mismatch=args.allow_mismatch,
+        verify=not args.no_verify,
     )
     print(
         f"rating sheet: {paths['sheet']}\nto fill in:   {paths['ratings']}\n"
@@ -160,6 +161,10 @@ def add_sheet_command(esub: Any) -> None:
     )
     p.add_argument("--key", help="key.json written with the sheet")
     add_allow_mismatch_arg(p)
+    p.add_argument(
+        "--no-verify", action="store_true",
+        help="read prompts from a built dataset's split even if it does not match its manifest",
+    )  # fmt: skip
     p.set_defaults(func=cmd_eval_sheet)
 
 

@@ -243,6 +243,7 @@ def make_sheet(
     sampling: Any = None,
     batch_size: int = 8,
     allow_mismatch: bool = False,
+    verify: bool = True,
 ) -> dict[str, Path]:
     """Sample, generate with both models, blind and write the sheet (see module doc)."""
     from sftforge.infer.prompts import read_prompts
@@ -254,7 +255,7 @@ def make_sheet(
         templates = templates * 2
     if len(templates) != 2:
         raise SftForgeError("--template takes one name (both models) or two (one each)")
-    prompts = sample_prompts(read_prompts(Path(prompts_path)), n, seed)
+    prompts = sample_prompts(read_prompts(Path(prompts_path), verify=verify), n, seed)
     convs = [p["messages"] for p in prompts]
     answers, infos = [], []
     for source, template in zip(models, templates, strict=True):

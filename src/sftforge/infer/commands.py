@@ -97,7 +97,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = check_output_file(args.output)
     refuse_input_as_output([args.input], [out])  # before loading a model for a minute
-    rows = read_prompts(Path(args.input))
+    rows = read_prompts(Path(args.input), verify=not args.no_verify)
     loaded = load_for_inference(args.model, template=args.template,
                                 allow_mismatch=args.allow_mismatch)  # fmt: skip
     sampling = sampling_from(args)
@@ -139,4 +139,8 @@ def add_infer_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     add_sampling_args(p)
     add_allow_mismatch_arg(p)
+    p.add_argument(
+        "--no-verify", action="store_true",
+        help="read a built dataset's split even if it does not match its manifest.json",
+    )  # fmt: skip
     p.set_defaults(func=cmd_generate)

@@ -9,8 +9,12 @@ from typing import Any
 from sftforge.errors import SftForgeError
 
 
-def read_prompts(path: Path) -> list[dict[str, Any]]:
-    """JSONL: ``{"messages": [...]}``, ``{"prompt": "..."}`` or a bare message list."""
+def read_prompts(path: Path, *, verify: bool = True) -> list[dict[str, Any]]:
+    """JSONL: ``{"messages": [...]}``, ``{"prompt": "..."}`` or a bare message list. A split
+    of a built dataset is checked against its manifest first (``verify=False`` skips it)."""
+    from sftforge.data.manifest import verify_dataset
+
+    verify_dataset(path, verify=verify)
     rows = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
