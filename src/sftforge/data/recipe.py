@@ -30,16 +30,27 @@ class RecipeError(SftForgeError, ValueError):
 class SourceSpec:
     """One input file (or HF datasets dir) and how much of the mix it gets."""
 
+    #: The source's name in reports, the manifest and the rows' ``source`` column.
     name: str
+    #: A file (JSON, JSONL, CSV, TSV, Parquet, TXT; ``.gz`` too), a folder of them, or a
+    #: saved ``datasets`` folder.
     path: str
+    #: ``auto`` (detected from the records), or alpaca, sharegpt, openai, firefly, belle, text.
     format: str = "auto"
+    #: Our field names to the file's columns, e.g. ``{instruction: question, output: answer}``.
     column_map: Mapping[str, str] = field(default_factory=dict)
+    #: Languages expected in this source (ISO codes) for the ``language`` filter.
     language: tuple[str, ...] = ()
+    #: Relative share of what ``mix.total`` leaves after the sources with a ``count``.
     weight: float | None = None
+    #: Exactly this many records in the mix (fewer fails the build unless shortfalls are allowed).
     count: int | None = None
+    #: Upsample (repeat records as evenly as possible) when the pool is smaller than asked.
     allow_repeat: bool = False
+    #: Plain-text replay against forgetting: its share is set by ``mix.replay_ratio``.
     replay: bool = False
-    filter_label: bool | None = None  # keep only records whose meta label equals this (KTO)
+    #: Keep only records whose label equals this (KTO data: ``true`` keeps the good ones).
+    filter_label: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -52,23 +63,34 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class DedupSpec:
+    #: Drop records whose normalised text equals an earlier one's.
     exact: bool = True
-    near: Mapping[str, Any] | None = field(default_factory=dict)  # None disables
+    #: MinHash near-duplicates, e.g. ``{threshold: 0.8}``; ``null`` disables.
+    near: Mapping[str, Any] | None = field(default_factory=dict)
+    #: MiniLM embedding duplicates, e.g. ``{threshold: 0.95}`` (per source, in memory).
     semantic: Mapping[str, Any] | None = None
+    #: Drop training records that contain eval questions: ``{eval: [folders or files]}``
+    #: (MMLU / C-Eval / CMMLU CSVs, MT-Bench ``turns``, ``question``/``prompt``/``instruction``).
     decontaminate: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class SelectSpec:
+    #: Records kept per source pool.
     n: int
+    #: ``kcenter`` (greedy farthest-point) or another method of ``sftforge.data.select``.
     method: str = "kcenter"
+    #: ``hashing`` (fast, no model) or ``minilm`` (sentence embeddings).
     features: str = "hashing"
 
 
 @dataclass(frozen=True)
 class MixSpec:
+    #: Records in the mix (default: the largest the weights allow without repeats).
     total: int | None = None
+    #: Fraction of the chat samples with more than one assistant turn.
     multi_turn_share: float | None = None
+    #: Fraction of the whole mix drawn from the ``replay: true`` sources.
     replay_ratio: float | None = None
     #: A source with no records, or a share/count the pools cannot meet, fails the build;
     #: true makes it a warning (in the manifest and the build summary) instead.
@@ -84,14 +106,19 @@ class WindowSpec:
     ``max_chars`` / ``max_tokens``; neither: no windows). ``enabled: false`` turns it off.
     """
 
+    #: ``false``: long text documents are kept whole (and may be dropped as too long).
     enabled: bool = True
+    #: Window size in characters (default: the ``length`` filter's ``max_chars``).
     max_chars: int | None = None
+    #: Window size in tokens (default: the ``length`` filter's ``max_tokens``).
     max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
 class SplitSpec:
+    #: Fraction of each source's records held out for validation (stratified by source).
     val_ratio: float = 0.05
+    #: A fixed number of validation records instead of a ratio.
     val_count: int | None = None
 
 
@@ -99,19 +126,29 @@ class SplitSpec:
 class Recipe:
     """The whole build: sources, blocks in order, de-duplication, selection, mix, split."""
 
+    #: The dataset's name (manifest, report; default output ``runs/data/NAME``).
     name: str
+    #: The inputs (see the ``sources[]`` keys).
     sources: tuple[SourceSpec, ...]
+    #: Seeds sampling, the split and selection: the same recipe builds the same dataset.
     seed: int = 0
+    #: The dataset folder (``--output`` overrides it).
     output: str | None = None
+    #: Tokenizer for token lengths (filters, report): ``smollm2``, a folder or a file.
     tokenizer: str | None = "smollm2"
+    #: Cleaning blocks, in order (see "Recipe blocks" below).
     clean: tuple[BlockSpec, ...] = ()
+    #: Filter blocks, in order; every drop has a reason in ``rejects.jsonl``.
     filters: tuple[BlockSpec, ...] = ()
     dedup: DedupSpec = field(default_factory=DedupSpec)
+    #: Diversity selection per source pool (``null``: keep everything).
     select: SelectSpec | None = None
     mix: MixSpec = field(default_factory=MixSpec)
     split: SplitSpec = field(default_factory=SplitSpec)
     window: WindowSpec = field(default_factory=WindowSpec)
+    #: Worker processes for reading, cleaning and filtering.
     num_proc: int = 1
+    #: Stop at the first rejected record instead of counting it.
     strict: bool = False
     base_dir: str = "."
 

@@ -56,12 +56,16 @@ class DataSpec:
     path: str
     #: Validation file; defaults to the dataset directory's validation split when it has one.
     validation: str | None = None
+    #: Longest sample in tokens; longer ones lose their oldest turns (never an answer's end).
     max_length: int = 2048
+    #: What is trained: every assistant turn, the last one, or every token.
     policy: Literal["all_assistant", "last_assistant", "all_tokens"] = "all_assistant"
     #: Pack each micro-batch into one row: position ids restart per sample and attention
     #: stays inside each sample (no padding, no cross-contamination).
     packing: bool = True
+    #: Use at most this many training samples (first ones in file order).
     max_samples: int | None = None
+    #: Use at most this many validation samples.
     max_val_samples: int | None = None
     #: Check a built dataset against its manifest.json (sizes, rows, SHA-256) before
     #: training; ``false`` (``--no-verify``) trains on it anyway and run.json records that.
@@ -70,8 +74,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class LoraSpec:
+    #: LoRA rank.
     r: int = 16
+    #: LoRA scaling numerator (the update is scaled by alpha / r).
     alpha: int = 32
+    #: Dropout on the LoRA input.
     dropout: float = 0.05
     #: ``auto`` picks every attention and MLP projection of the architecture.
     target_modules: tuple[str, ...] | str = "auto"
@@ -79,22 +86,40 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
+    #: ``full`` fine-tuning, ``lora`` adapters, or ``qlora`` (4-bit base; CUDA only).
     method: Method = "lora"
-    learning_rate: float | None = None  # None: DEFAULT_LR[method]
+    #: Default: 2e-5 for full fine-tuning, 2e-4 for LoRA / QLoRA.
+    learning_rate: float | None = None
+    #: Passes over the training data (a warning above 3: forgetting, overfitting).
     epochs: float = 2.0
+    #: Stop after this many optimizer steps (-1: run the epochs).
     max_steps: int = -1
-    batch_size: int = 4  # samples per device per micro-batch
-    effective_batch: int = 16  # samples per optimizer step, over devices and accumulation
+    #: Samples per device per micro-batch.
+    batch_size: int = 4
+    #: Samples per optimizer step, over devices and gradient accumulation.
+    effective_batch: int = 16
+    #: A transformers scheduler name (cosine, linear, constant_with_warmup, ...).
     lr_scheduler: str = "cosine"
+    #: Warm-up as a fraction of the total steps.
     warmup_ratio: float = 0.03
+    #: AdamW weight decay.
     weight_decay: float = 0.0
+    #: Gradient clipping norm.
     max_grad_norm: float = 1.0
+    #: Recompute activations in the backward pass (less memory, more time).
     gradient_checkpointing: bool = True
+    #: ``auto``: bf16 mixed precision where the hardware has it (GPUs, CPUs with AMX or
+    #: AVX512-BF16), else fp32.
     precision: Precision = "auto"
+    #: Seeds LoRA initialisation, data order and dropout.
     seed: int = 42
+    #: Log the training loss every this many steps (metrics.jsonl).
     logging_steps: int = 5
-    eval_steps: int | None = None  # None: evaluate at the end of each epoch
+    #: Evaluate every this many steps (default: at the end of each epoch).
+    eval_steps: int | None = None
+    #: Write a checkpoint every this many steps.
     save_steps: int = 50
+    #: Checkpoints kept (the oldest are removed).
     save_total_limit: int = 2
     #: Resume an unfinished run (checkpoints, no run.json) from its last complete
     #: checkpoint; false starts it over. A finished run is never resumed silently: see
@@ -106,14 +131,18 @@ class TrainSpec:
 class AuditSpec:
     #: Start even when the supervision audit finds a defect (it is still saved and printed).
     allow_defects: bool = False
+    #: Decoded trained spans shown per check in the audit.
     examples: int = 3
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     data: DataSpec
+    #: The run's name (run.json, reports).
     name: str = "sft"
-    output_dir: str = "runs/sft"  # relative to the config file, like data paths
+    #: The model directory, relative to the config file like data paths (``--output``
+    #: overrides it).
+    output_dir: str = "runs/sft"
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     lora: LoraSpec = field(default_factory=LoraSpec)
